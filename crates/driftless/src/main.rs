@@ -1,0 +1,45 @@
+//! The `driftless` binary: argument parsing and process roles. Each role lives in its crate;
+//! this file only wires the command line to them.
+
+mod logging;
+mod sim_cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "driftless",
+    version,
+    about = "Keeps Salesforce orgs and PostgreSQL databases in sync, in both directions, and proves that nothing drifted"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the Salesforce org simulator (REST, SOAP login, OAuth, Bulk 1.0/2.0, long transactions, faults)
+    Sim(sim_cmd::SimArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init();
+    let result = match cli.command {
+        Command::Sim(args) => sim_cmd::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("driftless: {e:#}");
+            ExitCode::from(e.downcast_ref::<UsageError>().map_or(1, |_| 2))
+        }
+    }
+}
+
+/// A usage or configuration error: exit code 2, as SPEC.md section 1 fixes.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Every test of the project: formatting, lints, the Rust suites (unit and end-to-end, against the
+# real simulator and the local Postgres), and the Python compatibility suite that drives the
+# simulator with unmodified Salesforce clients.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo build --workspace --all-targets
+cargo test --workspace
+bash tests/compat/run.sh
