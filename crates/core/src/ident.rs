@@ -117,7 +117,17 @@ mod tests {
 
     #[test]
     fn rejects_anything_but_letters_digits_underscores() {
-        for bad in ["", "1abc", "_x", "a-b", "a b", "a\"b", "a;drop", "é", "Name__c.x"] {
+        for bad in [
+            "",
+            "1abc",
+            "_x",
+            "a-b",
+            "a b",
+            "a\"b",
+            "a;drop",
+            "é",
+            "Name__c.x",
+        ] {
             assert!(Ident::from_sf_name(bad).is_err(), "{bad:?} accepted");
         }
         let long = "a".repeat(64);
@@ -133,7 +143,10 @@ mod tests {
         let b = Ident::internal(&format!("hc_idx_{}_{}", "t".repeat(40), "a".repeat(31)));
         assert_eq!(a.as_str().len(), MAX_IDENT_LEN);
         assert_ne!(a, b);
-        assert_eq!(Ident::internal("hc_idx_account_name").as_str(), "hc_idx_account_name");
+        assert_eq!(
+            Ident::internal("hc_idx_account_name").as_str(),
+            "hc_idx_account_name"
+        );
     }
 
     #[test]

@@ -1,0 +1,25 @@
+//! Driftless's domain: configuration, Heroku Connect mappings, Salesforce → Postgres types, table
+//! DDL, schema migration, bookkeeping SQL and poll windows.
+//!
+//! No network and no actors here: the Salesforce client and the sync engine build on this crate. The
+//! only I/O is reading config/mapping files and, in [`migrate`] and [`state`], statements on a
+//! `tokio_postgres` client the caller owns.
+
+pub mod config;
+pub mod ddl;
+pub mod describe;
+pub mod dml;
+pub mod ident;
+pub mod mapping;
+pub mod migrate;
+pub mod secret;
+pub mod state;
+pub mod types;
+pub mod window;
+
+pub use config::{Config, ConfigError};
+pub use describe::{FieldDescribe, ObjectDescribe};
+pub use ident::Ident;
+pub use mapping::{Access, Mapping, MappingError, MappingFile, ResolvedMapping};
+pub use secret::Secret;
+pub use window::Window;

@@ -42,6 +42,9 @@ pub struct MappingFile {
 pub struct Mapping {
     pub object_name: String,
     pub config: MappingConfig,
+    /// Other keys of the mapping object (API responses carry `id`, `state`, counts...), kept.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -119,9 +122,8 @@ impl MappingError {
 
 impl MappingFile {
     pub fn load(path: &Path) -> Result<MappingFile, MappingError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            MappingError::new(None, "", format!("cannot read: {e}")).in_file(path)
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| MappingError::new(None, "", format!("cannot read: {e}")).in_file(path))?;
         MappingFile::parse(&text).map_err(|e| e.in_file(path))
     }
 
@@ -130,7 +132,11 @@ impl MappingFile {
             MappingError::new(
                 None,
                 "",
-                format!("invalid JSON at line {} column {}: {e}", e.line(), e.column()),
+                format!(
+                    "invalid JSON at line {} column {}: {e}",
+                    e.line(),
+                    e.column()
+                ),
             )
         })?;
         MappingFile::from_value(value)
@@ -250,17 +256,18 @@ impl Mapping {
             }
             None => return Err(MappingError::new(Some(name), "config", "missing key")),
         };
-        // The API's mapping objects carry more (id, state, counts...); an export has only these two.
         Ok(Mapping {
             object_name,
             config,
+            extra: obj,
         })
     }
 }
 
 impl MappingConfig {
     fn from_map(name: &str, mut c: Map<String, Value>) -> Result<MappingConfig, MappingError> {
-        let err = |key: &str, msg: String| MappingError::new(Some(name), &format!("config.{key}"), msg);
+        let err =
+            |key: &str, msg: String| MappingError::new(Some(name), &format!("config.{key}"), msg);
 
         let access = match c.remove("access") {
             Some(Value::String(s)) if s == "read_only" => Access::ReadOnly,
@@ -273,14 +280,23 @@ impl MappingConfig {
             }
             None => return Err(err("access", "missing key".into())),
         };
-        let sf_polling_seconds = optional_u64(&mut c, "sf_polling_seconds").map_err(|m| err("sf_polling_seconds", m))?;
+        let sf_polling_seconds =
+            optional_u64(&mut c, "sf_polling_seconds").map_err(|m| err("sf_polling_seconds", m))?;
         if sf_polling_seconds == Some(0) {
-            return Err(err("sf_polling_seconds", "expected a positive number of seconds, got 0".into()));
+            return Err(err(
+                "sf_polling_seconds",
+                "expected a positive number of seconds, got 0".into(),
+            ));
         }
         let sf_notify_enabled = match c.remove("sf_notify_enabled") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => b,
-            Some(other) => return Err(err("sf_notify_enabled", format!("expected true or false, got {other}"))),
+            Some(other) => {
+                return Err(err(
+                    "sf_notify_enabled",
+                    format!("expected true or false, got {other}"),
+                ))
+            }
         };
         let sf_max_daily_api_calls = optional_u64(&mut c, "sf_max_daily_api_calls")
             .map_err(|m| err("sf_max_daily_api_calls", m))?;
@@ -307,7 +323,10 @@ impl MappingConfig {
                 }
             }
             Some(other) => {
-                return Err(err("fields", format!("expected an object of field names, got {}", kind(&other))))
+                return Err(err(
+                    "fields",
+                    format!("expected an object of field names, got {}", kind(&other)),
+                ))
             }
             None => return Err(err("fields", "missing key".into())),
         }
@@ -340,7 +359,10 @@ impl MappingConfig {
                 }
             }
             Some(other) => {
-                return Err(err("indexes", format!("expected an object of field names, got {}", kind(&other))))
+                return Err(err(
+                    "indexes",
+                    format!("expected an object of field names, got {}", kind(&other)),
+                ))
             }
         }
 
@@ -351,7 +373,12 @@ impl MappingConfig {
                 check_field_name(name, "upsert_field", &s)?;
                 Some(s)
             }
-            Some(other) => return Err(err("upsert_field", format!("expected a field name, got {other}"))),
+            Some(other) => {
+                return Err(err(
+                    "upsert_field",
+                    format!("expected a field name, got {other}"),
+                ))
+            }
         };
         if access == Access::ReadWrite && upsert_field.is_none() {
             return Err(err(

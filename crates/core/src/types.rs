@@ -37,6 +37,22 @@ impl fmt::Display for PgType {
 }
 
 impl PgType {
+    /// The wire type, for `BinaryCopyInWriter` and typed parameters.
+    pub fn postgres_type(&self) -> tokio_postgres::types::Type {
+        use tokio_postgres::types::Type;
+        match self {
+            PgType::Varchar(_) => Type::VARCHAR,
+            PgType::Text => Type::TEXT,
+            PgType::Boolean => Type::BOOL,
+            PgType::DoublePrecision => Type::FLOAT8,
+            PgType::Integer => Type::INT4,
+            PgType::BigInt => Type::INT8,
+            PgType::Date => Type::DATE,
+            PgType::Timestamp => Type::TIMESTAMP,
+            PgType::Time => Type::TIME,
+        }
+    }
+
     /// How `information_schema.columns.data_type` spells this type, to compare an existing table.
     pub fn information_schema_name(&self) -> &'static str {
         match self {

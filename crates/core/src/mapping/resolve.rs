@@ -13,8 +13,14 @@ pub const SYSTEM_FIELDS: [&str; 3] = ["Id", "SystemModstamp", "IsDeleted"];
 
 /// Columns every mapped table has besides the mapped fields (SPEC.md §5); a mapped field may not take
 /// one of these names.
-pub(crate) const RESERVED_COLUMNS: [&str; 6] =
-    ["id", "sfid", "systemmodstamp", "isdeleted", "_hc_lastop", "_hc_err"];
+pub(crate) const RESERVED_COLUMNS: [&str; 6] = [
+    "id",
+    "sfid",
+    "systemmodstamp",
+    "isdeleted",
+    "_hc_lastop",
+    "_hc_err",
+];
 
 /// A mapped field that gets its own column (system fields are not listed here).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +115,10 @@ pub fn resolve(
     if !describe.name.eq_ignore_ascii_case(name) {
         return Err(vec![err(
             "object_name",
-            format!("no such object in the Salesforce org (describe is for {})", describe.name),
+            format!(
+                "no such object in the Salesforce org (describe is for {})",
+                describe.name
+            ),
         )]);
     }
     let mut errors = Vec::new();
@@ -171,7 +180,10 @@ pub fn resolve(
                 column: Ident::internal(col),
                 unique: opts.unique,
             }),
-            None => match fields.iter().find(|f| f.sf_name.eq_ignore_ascii_case(field)) {
+            None => match fields
+                .iter()
+                .find(|f| f.sf_name.eq_ignore_ascii_case(field))
+            {
                 Some(f) => indexes.push(ResolvedIndex {
                     column: f.column.clone(),
                     unique: opts.unique,
@@ -191,7 +203,12 @@ pub fn resolve(
                     None
                 }
                 Some(fd) => {
-                    if !mapping.config.fields.keys().any(|f| f.eq_ignore_ascii_case(u)) {
+                    if !mapping
+                        .config
+                        .fields
+                        .keys()
+                        .any(|f| f.eq_ignore_ascii_case(u))
+                    {
                         errors.push(err(key, format!("{u} must also be in config.fields")));
                     }
                     if !(fd.external_id && fd.unique) {

@@ -58,11 +58,17 @@ fn nothing_to_read_when_latest_covered_is_behind_start() {
 #[test]
 fn nothing_to_read_inside_the_margin() {
     let start = t("2024-06-25T10:00:00Z");
-    assert_eq!(next_window(start, t("2024-06-25T10:00:05.999Z"), None, policy(5, 60)), None);
+    assert_eq!(
+        next_window(start, t("2024-06-25T10:00:05.999Z"), None, policy(5, 60)),
+        None
+    );
     let w = next_window(start, t("2024-06-25T10:00:06Z"), None, policy(5, 60)).unwrap();
     assert_eq!(w.len_secs(), 1);
     // A clock behind Salesforce's must not produce an inverted window.
-    assert_eq!(next_window(start, t("2024-06-25T09:00:00Z"), None, policy(5, 60)), None);
+    assert_eq!(
+        next_window(start, t("2024-06-25T09:00:00Z"), None, policy(5, 60)),
+        None
+    );
 }
 
 #[test]
@@ -121,8 +127,14 @@ fn halving() {
 
 #[test]
 fn soql_literals_are_whole_second_utc() {
-    assert_eq!(soql_datetime(t("2024-06-25T10:00:00.999Z")), "2024-06-25T10:00:00Z");
-    assert_eq!(soql_datetime(t("2024-06-25T12:00:00+02:00")), "2024-06-25T10:00:00Z");
+    assert_eq!(
+        soql_datetime(t("2024-06-25T10:00:00.999Z")),
+        "2024-06-25T10:00:00Z"
+    );
+    assert_eq!(
+        soql_datetime(t("2024-06-25T12:00:00+02:00")),
+        "2024-06-25T10:00:00Z"
+    );
     let w = Window::new(t("2024-06-25T10:00:00Z"), t("2024-06-25T10:10:00Z")).unwrap();
     assert_eq!(
         w.soql_condition(),
@@ -150,8 +162,14 @@ fn window_new_rejects_empty_and_inverted() {
 #[test]
 fn parses_salesforce_datetimes() {
     let want = t("2013-05-08T21:20:00Z");
-    assert_eq!(parse_sf_datetime("2013-05-08T21:20:00.000+0000"), Some(want));
-    assert_eq!(parse_sf_datetime("2013-05-08T21:20:00.000+00:00"), Some(want));
+    assert_eq!(
+        parse_sf_datetime("2013-05-08T21:20:00.000+0000"),
+        Some(want)
+    );
+    assert_eq!(
+        parse_sf_datetime("2013-05-08T21:20:00.000+00:00"),
+        Some(want)
+    );
     assert_eq!(parse_sf_datetime("2013-05-08T21:20:00"), Some(want));
     assert_eq!(parse_sf_datetime("yesterday"), None);
 }
@@ -160,6 +178,9 @@ fn parses_salesforce_datetimes() {
 fn windows_serialize_as_rfc3339() {
     let w = Window::new(t("2024-06-25T10:00:00Z"), t("2024-06-25T10:00:10Z")).unwrap();
     let j = serde_json::to_string(&w).unwrap();
-    assert_eq!(j, r#"{"start":"2024-06-25T10:00:00Z","end":"2024-06-25T10:00:10Z"}"#);
+    assert_eq!(
+        j,
+        r#"{"start":"2024-06-25T10:00:00Z","end":"2024-06-25T10:00:10Z"}"#
+    );
     assert_eq!(serde_json::from_str::<Window>(&j).unwrap(), w);
 }

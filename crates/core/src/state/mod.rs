@@ -24,8 +24,41 @@ use tokio_postgres::GenericClient;
 use crate::ident::{Ident, QualifiedName};
 use crate::window::Window;
 
+mod windows;
+
+pub use windows::{
+    commit_primary_window, commit_secondary_window, due_secondary_windows, prune_tombstones,
+    prune_windows,
+};
+
+/// Which mapping's bookkeeping a statement is about: the schema it lives in and its key there.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MappingKey {
+    pub schema: Ident,
+    pub connection: String,
+    /// Salesforce object API name as the mapping spells it.
+    pub object: String,
+}
+
+impl MappingKey {
+    pub fn new(schema: &Ident, connection: &str, object: &str) -> MappingKey {
+        MappingKey {
+            schema: schema.clone(),
+            connection: connection.to_owned(),
+            object: object.to_owned(),
+        }
+    }
+
+    fn parts(&self) -> (&Ident, &str, &str) {
+        (&self.schema, &self.connection, &self.object)
+    }
+}
+
 pub const MAPPING_STATE_TABLE: &str = "_driftless_mapping_state";
 pub const WINDOWS_TABLE: &str = "_driftless_windows";
+/// Deleted records' last SystemModstamp, so a stale read cannot bring them back (invariant 3); see
+/// [`crate::dml`].
+pub const TOMBSTONES_TABLE: &str = "_driftless_tombstones";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -160,7 +193,7 @@ pub struct SecondaryCommit {
     pub api_calls: i64,
 }
 
-fn table(schema: &Ident, name: &str) -> QualifiedName {
+pub(crate) fn table(schema: &Ident, name: &str) -> QualifiedName {
     QualifiedName::new(schema, &Ident::internal(name))
 }
 
@@ -168,6 +201,7 @@ fn table(schema: &Ident, name: &str) -> QualifiedName {
 pub fn create_tables(schema: &Ident) -> Vec<String> {
     let state = table(schema, MAPPING_STATE_TABLE);
     let windows = table(schema, WINDOWS_TABLE);
+    let tombstones = table(schema, TOMBSTONES_TABLE);
     vec![
         format!(
             "CREATE TABLE IF NOT EXISTS {state} (
@@ -217,6 +251,15 @@ pub fn create_tables(schema: &Ident) -> Vec<String> {
 )"
         ),
         format!(
+            "CREATE TABLE IF NOT EXISTS {tombstones} (
+    connection text NOT NULL,
+    object_name text NOT NULL,
+    sfid varchar(18) COLLATE \"C\" NOT NULL,
+    systemmodstamp timestamp NOT NULL,
+    PRIMARY KEY (connection, object_name, sfid)
+)"
+        ),
+        format!(
             "CREATE INDEX IF NOT EXISTS \"_driftless_windows_secondary_due\" ON {windows} \
              (connection, object_name, secondary_due_at) WHERE secondary_done_at IS NULL"
         ),
@@ -228,12 +271,11 @@ pub fn create_tables(schema: &Ident) -> Vec<String> {
 /// Re-claiming with the current epoch succeeds, so a restarted owner can resume.
 pub async fn claim(
     client: &impl GenericClient,
-    schema: &Ident,
-    connection: &str,
-    object: &str,
+    key: &MappingKey,
     epoch: i64,
     owner: &str,
 ) -> Result<bool, StateError> {
+    let (schema, connection, object) = key.parts();
     let sql = format!(
         "INSERT INTO {t} AS s (connection, object_name, owner_epoch, owner) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (connection, object_name) DO UPDATE \
@@ -252,11 +294,10 @@ pub async fn claim(
 /// or progress; it row-locks the mapping's state until COMMIT/ROLLBACK.
 pub async fn fence(
     client: &impl GenericClient,
-    schema: &Ident,
-    connection: &str,
-    object: &str,
+    key: &MappingKey,
     epoch: i64,
 ) -> Result<(), StateError> {
+    let (schema, connection, object) = key.parts();
     let sql = format!(
         "UPDATE {t} SET updated_at = now() \
          WHERE connection = $1 AND object_name = $2 AND owner_epoch = $3 RETURNING owner_epoch",
@@ -277,10 +318,9 @@ pub async fn fence(
 
 pub async fn load(
     client: &impl GenericClient,
-    schema: &Ident,
-    connection: &str,
-    object: &str,
+    key: &MappingKey,
 ) -> Result<Option<MappingState>, StateError> {
+    let (schema, connection, object) = key.parts();
     let sql = format!(
         "SELECT connection, object_name, owner_epoch, owner, state, synced_through, \
          initial_load_done, initial_load_cursor, primary_polls, primary_records, primary_bulk_jobs, \
@@ -324,13 +364,12 @@ pub async fn load(
 /// Sets the Heroku Connect-style state (and the last error, cleared with `None`). Fenced.
 pub async fn set_state(
     client: &impl GenericClient,
-    schema: &Ident,
-    connection: &str,
-    object: &str,
+    key: &MappingKey,
     epoch: i64,
     state: &str,
     last_error: Option<&str>,
 ) -> Result<(), StateError> {
+    let (schema, connection, object) = key.parts();
     let sql = format!(
         "UPDATE {t} SET state = $4, last_error = $5, \
          errors = errors + CASE WHEN $5::text IS NULL THEN 0 ELSE 1 END, updated_at = now() \
@@ -345,17 +384,18 @@ pub async fn set_state(
 
 /// Initial load progress, committed with a page of rows: the last sfid written, so a restart resumes
 /// the keyset scan after it. `done_through` = Some(T0) when the load finished: the load read every
-/// record with SystemModstamp < T0, so windows start at T0.
+/// record with SystemModstamp < T0, so windows start at T0 (floored to a whole second: re-reading
+/// part of a second is harmless, skipping one is not).
 pub async fn commit_initial_load(
     client: &impl GenericClient,
-    schema: &Ident,
-    connection: &str,
-    object: &str,
+    key: &MappingKey,
     epoch: i64,
     cursor: Option<&str>,
     records: i64,
     done_through: Option<DateTime<Utc>>,
 ) -> Result<(), StateError> {
+    let (schema, connection, object) = key.parts();
+    let done_through = done_through.map(crate::window::floor_second);
     let sql = format!(
         "UPDATE {t} SET initial_load_cursor = COALESCE($4, initial_load_cursor), \
          primary_records = primary_records + $5, \
@@ -367,7 +407,14 @@ pub async fn commit_initial_load(
     let row = client
         .query_opt(
             &sql,
-            &[&connection, &object, &epoch, &cursor, &records, &done_through],
+            &[
+                &connection,
+                &object,
+                &epoch,
+                &cursor,
+                &records,
+                &done_through,
+            ],
         )
         .await?;
     fenced_unless(row.is_some(), connection, object, epoch)
@@ -377,11 +424,10 @@ pub async fn commit_initial_load(
 /// truncates the table in the same transaction. Fenced.
 pub async fn reset_for_reload(
     client: &impl GenericClient,
-    schema: &Ident,
-    connection: &str,
-    object: &str,
+    key: &MappingKey,
     epoch: i64,
 ) -> Result<(), StateError> {
+    let (schema, connection, object) = key.parts();
     let sql = format!(
         "UPDATE {t} SET state = 'RELOAD_TABLE', synced_through = NULL, initial_load_done = false, \
          initial_load_cursor = NULL, updated_at = now() \
@@ -398,217 +444,6 @@ pub async fn reset_for_reload(
     );
     client.execute(&sql, &[&connection, &object]).await?;
     Ok(())
-}
-
-/// Closes a primary window: advances `synced_through` to its end, records the window for its
-/// secondary poll, adds the counters. Call in the transaction that wrote the window's last rows,
-/// after [`fence`]. Fails with `NotContiguous` unless the window starts at `synced_through`, so
-/// progress can never jump over an unread range (invariant 1). Returns the window's id.
-pub async fn commit_primary_window(
-    client: &impl GenericClient,
-    schema: &Ident,
-    connection: &str,
-    object: &str,
-    epoch: i64,
-    commit: &PrimaryCommit,
-) -> Result<i64, StateError> {
-    let sql = format!(
-        "UPDATE {t} SET synced_through = $5, primary_polls = primary_polls + 1, \
-         primary_records = primary_records + $6, primary_bulk_jobs = primary_bulk_jobs + $7, \
-         primary_bulk_batches = primary_bulk_batches + $8, \
-         primary_rest_queries = primary_rest_queries + $9, api_calls = api_calls + $10, \
-         updated_at = now() \
-         WHERE connection = $1 AND object_name = $2 AND owner_epoch = $3 \
-         AND synced_through IS NOT DISTINCT FROM $4 RETURNING 1",
-        t = table(schema, MAPPING_STATE_TABLE)
-    );
-    let w = commit.window;
-    let bulk_batches = commit.batches.len() as i64;
-    let row = client
-        .query_opt(
-            &sql,
-            &[
-                &connection,
-                &object,
-                &epoch,
-                &w.start,
-                &w.end,
-                &commit.records,
-                &commit.bulk_jobs,
-                &bulk_batches,
-                &commit.rest_queries,
-                &commit.api_calls,
-            ],
-        )
-        .await?;
-    if row.is_none() {
-        let current = load(client, schema, connection, object).await?;
-        return match current {
-            Some(s) if s.owner_epoch == epoch => Err(StateError::NotContiguous {
-                connection: connection.to_owned(),
-                object: object.to_owned(),
-                start: w.start,
-                synced_through: s.synced_through,
-            }),
-            _ => Err(StateError::Fenced {
-                connection: connection.to_owned(),
-                object: object.to_owned(),
-                epoch,
-            }),
-        };
-    }
-    let sql = format!(
-        "INSERT INTO {t} (connection, object_name, window_start, window_end, kind, batches, \
-         primary_records, secondary_due_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-        t = table(schema, WINDOWS_TABLE)
-    );
-    let batches = serde_json::to_value(&commit.batches).expect("windows serialize");
-    let row = client
-        .query_one(
-            &sql,
-            &[
-                &connection,
-                &object,
-                &w.start,
-                &w.end,
-                &commit.kind.as_str(),
-                &batches,
-                &commit.records,
-                &commit.secondary_due_at,
-            ],
-        )
-        .await?;
-    Ok(row.get(0))
-}
-
-/// Windows whose secondary poll is due at `now` and not done, oldest first.
-pub async fn due_secondary_windows(
-    client: &impl GenericClient,
-    schema: &Ident,
-    connection: &str,
-    object: &str,
-    now: DateTime<Utc>,
-    limit: i64,
-) -> Result<Vec<WindowRecord>, StateError> {
-    let sql = format!(
-        "SELECT id, window_start, window_end, kind, batches, primary_records, primary_done_at, \
-         secondary_due_at, secondary_done_at, secondary_records, drift_records FROM {t} \
-         WHERE connection = $1 AND object_name = $2 AND secondary_done_at IS NULL \
-         AND secondary_due_at <= $3 ORDER BY window_start LIMIT $4",
-        t = table(schema, WINDOWS_TABLE)
-    );
-    let rows = client
-        .query(&sql, &[&connection, &object, &now, &limit])
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let kind: String = r.get(3);
-            let batches: serde_json::Value = r.get(4);
-            WindowRecord {
-                id: r.get(0),
-                window: Window {
-                    start: r.get(1),
-                    end: r.get(2),
-                },
-                kind: ReadKind::parse(&kind),
-                batches: serde_json::from_value(batches).unwrap_or_default(),
-                primary_records: r.get(5),
-                primary_done_at: r.get(6),
-                secondary_due_at: r.get(7),
-                secondary_done_at: r.get(8),
-                secondary_records: r.get(9),
-                drift_records: r.get(10),
-            }
-        })
-        .collect())
-}
-
-/// Marks a window's secondary poll done and adds its counters, in the transaction that wrote the
-/// repaired rows, after [`fence`]. Done twice (a retried commit) is a no-op the second time.
-pub async fn commit_secondary_window(
-    client: &impl GenericClient,
-    schema: &Ident,
-    connection: &str,
-    object: &str,
-    epoch: i64,
-    commit: &SecondaryCommit,
-) -> Result<(), StateError> {
-    let sql = format!(
-        "UPDATE {t} SET secondary_done_at = now(), secondary_records = $4, drift_records = $5 \
-         WHERE id = $3 AND connection = $1 AND object_name = $2 RETURNING secondary_done_at",
-        t = table(schema, WINDOWS_TABLE)
-    );
-    let sql_first = sql.replace("RETURNING", "AND secondary_done_at IS NULL RETURNING");
-    let updated = client
-        .query_opt(
-            &sql_first,
-            &[
-                &connection,
-                &object,
-                &commit.window_id,
-                &commit.records,
-                &commit.drift_records,
-            ],
-        )
-        .await?;
-    if updated.is_none() {
-        let exists = format!(
-            "SELECT 1 FROM {t} WHERE id = $1",
-            t = table(schema, WINDOWS_TABLE)
-        );
-        return match client.query_opt(&exists, &[&commit.window_id]).await? {
-            Some(_) => Ok(()),
-            None => Err(StateError::NoSuchWindow {
-                connection: connection.to_owned(),
-                object: object.to_owned(),
-                id: commit.window_id,
-            }),
-        };
-    }
-    let sql = format!(
-        "UPDATE {t} SET secondary_polls = secondary_polls + 1, \
-         secondary_records = secondary_records + $4, drift_records = drift_records + $5, \
-         secondary_bulk_jobs = secondary_bulk_jobs + $6, \
-         secondary_bulk_batches = secondary_bulk_batches + $7, \
-         secondary_rest_queries = secondary_rest_queries + $8, api_calls = api_calls + $9, \
-         updated_at = now() \
-         WHERE connection = $1 AND object_name = $2 AND owner_epoch = $3 RETURNING 1",
-        t = table(schema, MAPPING_STATE_TABLE)
-    );
-    let row = client
-        .query_opt(
-            &sql,
-            &[
-                &connection,
-                &object,
-                &epoch,
-                &commit.records,
-                &commit.drift_records,
-                &commit.bulk_jobs,
-                &commit.bulk_batches,
-                &commit.rest_queries,
-                &commit.api_calls,
-            ],
-        )
-        .await?;
-    fenced_unless(row.is_some(), connection, object, epoch)
-}
-
-/// Forgets secondary-done windows that ended before `before`, to bound the table's size.
-pub async fn prune_windows(
-    client: &impl GenericClient,
-    schema: &Ident,
-    connection: &str,
-    object: &str,
-    before: DateTime<Utc>,
-) -> Result<u64, StateError> {
-    let sql = format!(
-        "DELETE FROM {t} WHERE connection = $1 AND object_name = $2 \
-         AND secondary_done_at IS NOT NULL AND window_end < $3",
-        t = table(schema, WINDOWS_TABLE)
-    );
-    Ok(client.execute(&sql, &[&connection, &object, &before]).await?)
 }
 
 fn fenced_unless(ok: bool, connection: &str, object: &str, epoch: i64) -> Result<(), StateError> {
