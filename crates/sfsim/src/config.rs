@@ -72,11 +72,9 @@ pub fn parse_dataset(spec: &str) -> Result<Vec<(String, u64)>, String> {
             let (object, count) = part
                 .split_once('=')
                 .ok_or_else(|| format!("dataset entry '{part}' is not Object=count"))?;
-            let count = count
-                .trim()
-                .replace('_', "")
-                .parse::<u64>()
-                .map_err(|_| format!("dataset entry '{part}': count '{count}' is not a whole number"))?;
+            let count = count.trim().replace('_', "").parse::<u64>().map_err(|_| {
+                format!("dataset entry '{part}': count '{count}' is not a whole number")
+            })?;
             Ok((object.trim().to_string(), count))
         })
         .collect()
@@ -90,9 +88,14 @@ mod tests {
     fn dataset_spec_parses_and_rejects() {
         assert_eq!(
             parse_dataset("Account=100000, Contact=300_000").unwrap(),
-            vec![("Account".to_string(), 100000), ("Contact".to_string(), 300000)]
+            vec![
+                ("Account".to_string(), 100000),
+                ("Contact".to_string(), 300000)
+            ]
         );
-        assert!(parse_dataset("Account").unwrap_err().contains("Object=count"));
+        assert!(parse_dataset("Account")
+            .unwrap_err()
+            .contains("Object=count"));
         assert!(parse_dataset("Account=lots").unwrap_err().contains("lots"));
     }
 }

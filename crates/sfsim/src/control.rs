@@ -124,5 +124,7 @@ async fn export(state: web::Data<AppState>, path: web::Path<String>) -> HttpResp
             Ok::<_, actix_web::Error>(Bytes::from(out))
         });
     let body = futures::stream::iter(std::iter::once(Ok(Bytes::from(header))).chain(chunks));
-    HttpResponse::Ok().content_type("text/csv; charset=UTF-8").streaming(body)
+    HttpResponse::Ok()
+        .content_type("text/csv; charset=UTF-8")
+        .streaming(body)
 }

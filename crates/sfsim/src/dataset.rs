@@ -11,38 +11,130 @@ use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
 
 const FIRST: &[&str] = &[
-    "Ada", "Zoë", "José", "Émile", "Søren", "Mārtiņš", "Nguyễn", "Ólafur", "Hana", "Kenji", "Ming", "Olu",
-    "Priya", "Łukasz", "Zoltán", "Ana", "Chloé", "D'Arcy", "Jean-Luc", "Bjørn",
+    "Ada",
+    "Zoë",
+    "José",
+    "Émile",
+    "Søren",
+    "Mārtiņš",
+    "Nguyễn",
+    "Ólafur",
+    "Hana",
+    "Kenji",
+    "Ming",
+    "Olu",
+    "Priya",
+    "Łukasz",
+    "Zoltán",
+    "Ana",
+    "Chloé",
+    "D'Arcy",
+    "Jean-Luc",
+    "Bjørn",
 ];
 const LAST: &[&str] = &[
-    "O'Brien", "Müller", "García", "Smith", "Nakamura", "Дмитриев", "王", "Kowalski", "Ødegaard", "Ng",
-    "van der Berg", "D\"Souza", "Ångström", "Smith, Jr.", "Lee", "Schröder", "Dubois", "Haddad", "Novák", "Silva",
+    "O'Brien",
+    "Müller",
+    "García",
+    "Smith",
+    "Nakamura",
+    "Дмитриев",
+    "王",
+    "Kowalski",
+    "Ødegaard",
+    "Ng",
+    "van der Berg",
+    "D\"Souza",
+    "Ångström",
+    "Smith, Jr.",
+    "Lee",
+    "Schröder",
+    "Dubois",
+    "Haddad",
+    "Novák",
+    "Silva",
 ];
 const COMPANY_WORDS: &[&str] = &[
-    "Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Tyrell", "Cyberdyne", "Soylent", "Hooli",
-    "Vandelay", "Wonka", "Gringotts", "東京", "Zürich", "Société", "\"Quoted\"", "Smith, Jones & Co",
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Stark",
+    "Wayne",
+    "Tyrell",
+    "Cyberdyne",
+    "Soylent",
+    "Hooli",
+    "Vandelay",
+    "Wonka",
+    "Gringotts",
+    "東京",
+    "Zürich",
+    "Société",
+    "\"Quoted\"",
+    "Smith, Jones & Co",
 ];
-const SUFFIXES: &[&str] = &["Inc.", "LLC", "GmbH", "S.A.", "Ltd", "K.K.", "AG", "& Sons", "Holdings", "plc"];
+const SUFFIXES: &[&str] = &[
+    "Inc.", "LLC", "GmbH", "S.A.", "Ltd", "K.K.", "AG", "& Sons", "Holdings", "plc",
+];
 const CITIES: &[&str] = &[
-    "São Paulo", "Zürich", "München", "Kraków", "Reykjavík", "New York", "東京", "Montréal", "Москва", "Cape Town",
+    "São Paulo",
+    "Zürich",
+    "München",
+    "Kraków",
+    "Reykjavík",
+    "New York",
+    "東京",
+    "Montréal",
+    "Москва",
+    "Cape Town",
 ];
 const WORDS: &[&str] = &[
-    "renewal", "pricing", "follow-up", "contract", "\"urgent\"", "escalation", "onboarding", "invoice,", "café",
-    "naïve", "résumé", "🚀", "—", "support", "Q3", "budget", "déjà vu", "O'Reilly", "50%", "<b>bold</b>",
+    "renewal",
+    "pricing",
+    "follow-up",
+    "contract",
+    "\"urgent\"",
+    "escalation",
+    "onboarding",
+    "invoice,",
+    "café",
+    "naïve",
+    "résumé",
+    "🚀",
+    "—",
+    "support",
+    "Q3",
+    "budget",
+    "déjà vu",
+    "O'Reilly",
+    "50%",
+    "<b>bold</b>",
 ];
 
 /// Fixed base for generated stamps so the same seed gives identical records on every run.
 fn base_stamp() -> i64 {
-    NaiveDate::from_ymd_opt(2025, 1, 1).expect("date").and_hms_opt(0, 0, 0).expect("time").and_utc().timestamp()
+    NaiveDate::from_ymd_opt(2025, 1, 1)
+        .expect("date")
+        .and_hms_opt(0, 0, 0)
+        .expect("time")
+        .and_utc()
+        .timestamp()
 }
 
 /// Loads `count` generated records of `object` into the org. Parents must be loaded first so
 /// lookups point at real records.
 pub fn generate(org: &Arc<Org>, object: &str, count: u64, seed: u64) -> Result<u64, String> {
-    let idx = org.schema.object_index(object).ok_or_else(|| format!("dataset: unknown object '{object}'"))?;
+    let idx = org
+        .schema
+        .object_index(object)
+        .ok_or_else(|| format!("dataset: unknown object '{object}'"))?;
     let def = &org.schema.objects[idx];
     if !def.writable {
-        return Err(format!("dataset: object '{}' cannot be generated", def.name));
+        return Err(format!(
+            "dataset: object '{}' cannot be generated",
+            def.name
+        ));
     }
     let parents: Vec<(usize, u64)> = def
         .fields
@@ -55,7 +147,10 @@ pub fn generate(org: &Arc<Org>, object: &str, count: u64, seed: u64) -> Result<u
                 .unwrap_or((0, 0))
         })
         .collect();
-    let object_salt = def.key_prefix.bytes().fold(0u64, |a, b| a.wrapping_mul(131).wrapping_add(b as u64));
+    let object_salt = def
+        .key_prefix
+        .bytes()
+        .fold(0u64, |a, b| a.wrapping_mul(131).wrapping_add(b as u64));
     let base = base_stamp();
     // Spread creation over 300 days, in Id order, so windows over SystemModstamp see history.
     let span = 300 * 86_400i64;
@@ -65,7 +160,10 @@ pub fn generate(org: &Arc<Org>, object: &str, count: u64, seed: u64) -> Result<u
         let end = (start + CHUNK).min(count);
         let rows: Vec<(Vec<Value>, i64)> = (start..end)
             .map(|i| {
-                let mut rng = ChaCha8Rng::seed_from_u64(seed ^ object_salt.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ i.wrapping_mul(0xD6E8_FEB8_6659_FD93));
+                let mut rng = ChaCha8Rng::seed_from_u64(
+                    seed ^ object_salt.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                        ^ i.wrapping_mul(0xD6E8_FEB8_6659_FD93),
+                );
                 let stamp = base + (i as i64 * span) / count.max(1) as i64;
                 (record(def, &parents, i, &mut rng, org), stamp)
             })
@@ -76,7 +174,13 @@ pub fn generate(org: &Arc<Org>, object: &str, count: u64, seed: u64) -> Result<u
     Ok(count)
 }
 
-fn record(def: &ObjectDef, parents: &[(usize, u64)], i: u64, rng: &mut ChaCha8Rng, org: &Org) -> Vec<Value> {
+fn record(
+    def: &ObjectDef,
+    parents: &[(usize, u64)],
+    i: u64,
+    rng: &mut ChaCha8Rng,
+    org: &Org,
+) -> Vec<Value> {
     def.fields
         .iter()
         .enumerate()
@@ -93,7 +197,10 @@ fn record(def: &ObjectDef, parents: &[(usize, u64)], i: u64, rng: &mut ChaCha8Rn
                     return Value::Null;
                 }
                 let seq = rng.gen_range(1..=max_seq);
-                return Value::text(crate::ids::make(&org.schema.objects[target].key_prefix, seq));
+                return Value::text(crate::ids::make(
+                    &org.schema.objects[target].key_prefix,
+                    seq,
+                ));
             }
             value_for(def, f, i, rng)
         })
@@ -109,7 +216,10 @@ fn pick<'a>(rng: &mut ChaCha8Rng, list: &[&'a str]) -> &'a str {
 }
 
 fn sentence(rng: &mut ChaCha8Rng, words: usize) -> String {
-    (0..words).map(|_| pick(rng, WORDS)).collect::<Vec<_>>().join(" ")
+    (0..words)
+        .map(|_| pick(rng, WORDS))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A value for one field of the `i`-th generated record.
@@ -147,15 +257,25 @@ pub fn value_for(def: &ObjectDef, f: &FieldDef, i: u64, rng: &mut ChaCha8Rng) ->
                 Value::text(s)
             } else if roll < 2_000 {
                 let lines = rng.gen_range(1..4);
-                clip((0..lines).map(|_| sentence(rng, 8)).collect::<Vec<_>>().join("\n"))
+                clip(
+                    (0..lines)
+                        .map(|_| sentence(rng, 8))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                )
             } else {
                 {
-                let n = rng.gen_range(2..10);
-                clip(sentence(rng, n))
-            }
+                    let n = rng.gen_range(2..10);
+                    clip(sentence(rng, n))
+                }
             }
         }
-        (_, FieldType::Textarea) => clip(format!("{} Main St.\nSuite {}, Floor \"{}\"", rng.gen_range(1..9999), rng.gen_range(1..500), rng.gen_range(1..40))),
+        (_, FieldType::Textarea) => clip(format!(
+            "{} Main St.\nSuite {}, Floor \"{}\"",
+            rng.gen_range(1..9999),
+            rng.gen_range(1..500),
+            rng.gen_range(1..40)
+        )),
         (_, FieldType::String) => {
             let n = rng.gen_range(1..4);
             clip(sentence(rng, n))
@@ -163,7 +283,9 @@ pub fn value_for(def: &ObjectDef, f: &FieldDef, i: u64, rng: &mut ChaCha8Rng) ->
         (_, FieldType::Picklist) => Value::text(pick_owned(rng, &f.picklist_values)),
         (_, FieldType::Multipicklist) => {
             let n = rng.gen_range(1..=2.min(f.picklist_values.len()));
-            let mut vals: Vec<&str> = (0..n).map(|_| f.picklist_values[rng.gen_range(0..f.picklist_values.len())].as_str()).collect();
+            let mut vals: Vec<&str> = (0..n)
+                .map(|_| f.picklist_values[rng.gen_range(0..f.picklist_values.len())].as_str())
+                .collect();
             vals.sort();
             vals.dedup();
             Value::text(vals.join(";"))
@@ -191,11 +313,21 @@ pub fn value_for(def: &ObjectDef, f: &FieldDef, i: u64, rng: &mut ChaCha8Rng) ->
                 1 => 47_482,  // 2099-12-31
                 _ => rng.gen_range(0..20_000),
             };
-            Value::Date(NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch") + chrono::Days::new(0) + chrono::Duration::days(days))
+            Value::Date(
+                NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")
+                    + chrono::Days::new(0)
+                    + chrono::Duration::days(days),
+            )
         }
         (_, FieldType::Datetime) => Value::DateTime(base_stamp() - rng.gen_range(0..400 * 86_400)),
-        (_, FieldType::Email) => Value::text(format!("user{}.{}@example.com", i, rng.gen_range(0..1000))),
-        (_, FieldType::Phone) => Value::text(format!("+1 ({}) 555-{:04}", rng.gen_range(200..999), rng.gen_range(0..10_000))),
+        (_, FieldType::Email) => {
+            Value::text(format!("user{}.{}@example.com", i, rng.gen_range(0..1000)))
+        }
+        (_, FieldType::Phone) => Value::text(format!(
+            "+1 ({}) 555-{:04}",
+            rng.gen_range(200..999),
+            rng.gen_range(0..10_000)
+        )),
         (_, FieldType::Url) => Value::text(format!("https://www.example.com/{}?a=1&b=2", i)),
         (_, FieldType::Id | FieldType::Reference) => Value::Null,
     }
@@ -221,70 +353,6 @@ pub fn generate_all(org: &Arc<Org>, spec: &[(String, u64)], seed: u64) -> Result
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::schema::Schema;
-    use crate::store::{is_deleted, record_id};
-
-    fn snapshot(org: &Org, object: &str) -> Vec<Vec<Value>> {
-        let idx = org.schema.object_index(object).unwrap();
-        org.read(|t| t[idx].iter().map(|r| r.to_vec()).collect())
-    }
-
-    #[test]
-    fn same_seed_same_records_and_lookups_resolve() {
-        let a = Org::new(Schema::standard());
-        let b = Org::new(Schema::standard());
-        let spec = vec![("Contact".to_string(), 300), ("Account".to_string(), 100), ("Invoice__c".to_string(), 50)];
-        generate_all(&a, &spec, 7).unwrap();
-        generate_all(&b, &spec, 7).unwrap();
-        assert_eq!(snapshot(&a, "Account"), snapshot(&b, "Account"));
-        assert_eq!(snapshot(&a, "Contact"), snapshot(&b, "Contact"));
-        let c = Org::new(Schema::standard());
-        generate_all(&c, &spec, 8).unwrap();
-        assert_ne!(snapshot(&a, "Account"), snapshot(&c, "Account"));
-
-        let acct = a.schema.object_index("Account").unwrap();
-        let contact = a.schema.object_index("Contact").unwrap();
-        let fk = a.schema.objects[contact].field_index("AccountId").unwrap();
-        let contacts = snapshot(&a, "Contact");
-        assert_eq!(contacts.len(), 300);
-        for row in &contacts {
-            if let Value::Text(id) = &row[fk] {
-                assert!(a.get_by_id(acct, id).is_some_and(|r| !is_deleted(&r)), "{id}");
-            }
-        }
-        let accounts = a.read(|t| t[acct].iter().map(|r| record_id(r).to_string()).collect::<Vec<_>>());
-        let mut sorted = accounts.clone();
-        sorted.sort();
-        assert_eq!(accounts, sorted, "ids ascend in creation order");
-    }
-
-    #[test]
-    fn values_are_realistic_and_valid() {
-        let org = Org::new(Schema::standard());
-        generate_all(&org, &[("Account".to_string(), 2000)], 1).unwrap();
-        let rows = snapshot(&org, "Account");
-        let def = org.schema.object("Account").unwrap();
-        let name = def.field_index("Name").unwrap();
-        assert!(rows.iter().all(|r| !r[name].is_null()), "required Name always set");
-        let texts: Vec<&str> = rows.iter().flat_map(|r| r.iter().filter_map(Value::as_str)).collect();
-        assert!(texts.iter().any(|s| s.contains('\n')));
-        assert!(texts.iter().any(|s| s.contains('"')));
-        assert!(texts.iter().any(|s| s.contains(',')));
-        assert!(texts.iter().any(|s| !s.is_ascii()));
-        assert!(rows.iter().any(|r| r.iter().any(Value::is_null)));
-        for r in &rows {
-            for (f, v) in def.fields.iter().zip(r.iter()) {
-                if let Value::Text(s) = v {
-                    assert!(s.chars().count() as u32 <= f.length.max(18), "{} too long", f.name);
-                }
-            }
-        }
-    }
-}
-
 /// Values for a new record created by the workload: every createable field the generator fills,
 /// with lookups to existing parents.
 pub fn new_record(org: &Org, object: usize, rng: &mut ChaCha8Rng) -> Vec<(usize, Value)> {
@@ -306,4 +374,90 @@ pub fn new_record(org: &Org, object: usize, rng: &mut ChaCha8Rng) -> Vec<(usize,
         .enumerate()
         .filter(|(fi, v)| !v.is_null() && def.fields[*fi].createable)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::Schema;
+    use crate::store::{is_deleted, record_id};
+
+    fn snapshot(org: &Org, object: &str) -> Vec<Vec<Value>> {
+        let idx = org.schema.object_index(object).unwrap();
+        org.read(|t| t[idx].iter().map(|r| r.to_vec()).collect())
+    }
+
+    #[test]
+    fn same_seed_same_records_and_lookups_resolve() {
+        let a = Org::new(Schema::standard());
+        let b = Org::new(Schema::standard());
+        let spec = vec![
+            ("Contact".to_string(), 300),
+            ("Account".to_string(), 100),
+            ("Invoice__c".to_string(), 50),
+        ];
+        generate_all(&a, &spec, 7).unwrap();
+        generate_all(&b, &spec, 7).unwrap();
+        assert_eq!(snapshot(&a, "Account"), snapshot(&b, "Account"));
+        assert_eq!(snapshot(&a, "Contact"), snapshot(&b, "Contact"));
+        let c = Org::new(Schema::standard());
+        generate_all(&c, &spec, 8).unwrap();
+        assert_ne!(snapshot(&a, "Account"), snapshot(&c, "Account"));
+
+        let acct = a.schema.object_index("Account").unwrap();
+        let contact = a.schema.object_index("Contact").unwrap();
+        let fk = a.schema.objects[contact].field_index("AccountId").unwrap();
+        let contacts = snapshot(&a, "Contact");
+        assert_eq!(contacts.len(), 300);
+        for row in &contacts {
+            if let Value::Text(id) = &row[fk] {
+                assert!(
+                    a.get_by_id(acct, id).is_some_and(|r| !is_deleted(&r)),
+                    "{id}"
+                );
+            }
+        }
+        let accounts = a.read(|t| {
+            t[acct]
+                .iter()
+                .map(|r| record_id(r).to_string())
+                .collect::<Vec<_>>()
+        });
+        let mut sorted = accounts.clone();
+        sorted.sort();
+        assert_eq!(accounts, sorted, "ids ascend in creation order");
+    }
+
+    #[test]
+    fn values_are_realistic_and_valid() {
+        let org = Org::new(Schema::standard());
+        generate_all(&org, &[("Account".to_string(), 2000)], 1).unwrap();
+        let rows = snapshot(&org, "Account");
+        let def = org.schema.object("Account").unwrap();
+        let name = def.field_index("Name").unwrap();
+        assert!(
+            rows.iter().all(|r| !r[name].is_null()),
+            "required Name always set"
+        );
+        let texts: Vec<&str> = rows
+            .iter()
+            .flat_map(|r| r.iter().filter_map(Value::as_str))
+            .collect();
+        assert!(texts.iter().any(|s| s.contains('\n')));
+        assert!(texts.iter().any(|s| s.contains('"')));
+        assert!(texts.iter().any(|s| s.contains(',')));
+        assert!(texts.iter().any(|s| !s.is_ascii()));
+        assert!(rows.iter().any(|r| r.iter().any(Value::is_null)));
+        for r in &rows {
+            for (f, v) in def.fields.iter().zip(r.iter()) {
+                if let Value::Text(s) = v {
+                    assert!(
+                        s.chars().count() as u32 <= f.length.max(18),
+                        "{} too long",
+                        f.name
+                    );
+                }
+            }
+        }
+    }
 }

@@ -14,7 +14,11 @@ pub struct SfError {
 
 impl SfError {
     pub fn new(code: &'static str, message: impl Into<String>) -> SfError {
-        SfError { code, message: message.into(), fields: vec![] }
+        SfError {
+            code,
+            message: message.into(),
+            fields: vec![],
+        }
     }
 
     pub fn with_fields(mut self, fields: Vec<String>) -> SfError {
@@ -41,8 +45,11 @@ impl SfError {
     }
 
     pub fn malformed_id(object: &str, id: &str) -> SfError {
-        SfError::new("MALFORMED_ID", format!("{object} ID: id value of incorrect type: {id}"))
-            .with_fields(vec!["Id".into()])
+        SfError::new(
+            "MALFORMED_ID",
+            format!("{object} ID: id value of incorrect type: {id}"),
+        )
+        .with_fields(vec!["Id".into()])
     }
 
     pub fn invalid_type(object: &str) -> SfError {

@@ -50,11 +50,16 @@ impl Faults {
             }
         }
         if self.http_error_rate > 0.0 && !(400..=599).contains(&self.error_status()) {
-            return Err(format!("http_error_status must be 400-599, got {}", self.http_error_status));
+            return Err(format!(
+                "http_error_status must be 400-599, got {}",
+                self.http_error_status
+            ));
         }
         if let Some([lo, hi]) = self.latency_ms {
             if lo > hi {
-                return Err(format!("latency_ms [{lo},{hi}]: the first bound must not exceed the second"));
+                return Err(format!(
+                    "latency_ms [{lo},{hi}]: the first bound must not exceed the second"
+                ));
             }
         }
         Ok(())
@@ -101,7 +106,12 @@ mod tests {
         assert_eq!(f.draw(&mut rng), Injected::Error(503));
         let f: Faults = serde_json::from_str(r#"{"timeout_rate":1.0}"#).unwrap();
         assert_eq!(f.draw(&mut rng), Injected::Hang);
-        assert!(Faults { http_error_rate: 2.0, ..Default::default() }.validate().is_err());
+        assert!(Faults {
+            http_error_rate: 2.0,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
         assert!(serde_json::from_str::<Faults>(r#"{"nope":1}"#).is_err());
         assert_eq!(Faults::default().draw(&mut rng), Injected::None);
     }

@@ -38,7 +38,9 @@ pub fn normalize(id: &str) -> Option<String> {
         15 => Some(to_18(id)),
         18 => {
             let expected = to_18(&id[..15]);
-            expected[15..].eq_ignore_ascii_case(&id[15..]).then_some(expected)
+            expected[15..]
+                .eq_ignore_ascii_case(&id[15..])
+                .then_some(expected)
         }
         _ => None,
     }
@@ -91,9 +93,18 @@ mod tests {
 
     #[test]
     fn normalize_accepts_both_forms_and_rejects_bad_checksums() {
-        assert_eq!(normalize("001D000000IRFma").as_deref(), Some("001D000000IRFmaIAH"));
-        assert_eq!(normalize("001D000000IRFmaIAH").as_deref(), Some("001D000000IRFmaIAH"));
-        assert_eq!(normalize("001D000000IRFmaiah").as_deref(), Some("001D000000IRFmaIAH"));
+        assert_eq!(
+            normalize("001D000000IRFma").as_deref(),
+            Some("001D000000IRFmaIAH")
+        );
+        assert_eq!(
+            normalize("001D000000IRFmaIAH").as_deref(),
+            Some("001D000000IRFmaIAH")
+        );
+        assert_eq!(
+            normalize("001D000000IRFmaiah").as_deref(),
+            Some("001D000000IRFmaIAH")
+        );
         assert_eq!(normalize("001D000000IRFmaAAA"), None);
         assert_eq!(normalize("001D0000'0IRFma"), None);
         assert_eq!(normalize("001"), None);

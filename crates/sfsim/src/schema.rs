@@ -120,17 +120,28 @@ pub struct FieldDef {
 impl FieldDef {
     /// Salesforce rejects a create without a value for these (REQUIRED_FIELD_MISSING).
     pub fn required_on_create(&self) -> bool {
-        !self.nillable && self.createable && !self.defaulted_on_create && self.ftype != FieldType::Boolean
+        !self.nillable
+            && self.createable
+            && !self.defaulted_on_create
+            && self.ftype != FieldType::Boolean
     }
 
     pub fn describe(&self) -> Json {
-        let text_like = self.ftype.is_textual() && self.ftype != FieldType::Id && self.ftype != FieldType::Reference;
-        let byte_length = if self.ftype.is_textual() { self.length * 3 } else { 0 };
+        let text_like = self.ftype.is_textual()
+            && self.ftype != FieldType::Id
+            && self.ftype != FieldType::Reference;
+        let byte_length = if self.ftype.is_textual() {
+            self.length * 3
+        } else {
+            0
+        };
         let is_id = self.ftype == FieldType::Id;
         let picklist: Vec<Json> = self
             .picklist_values
             .iter()
-            .map(|v| json!({"active":true,"defaultValue":false,"label":v,"validFor":null,"value":v}))
+            .map(
+                |v| json!({"active":true,"defaultValue":false,"label":v,"validFor":null,"value":v}),
+            )
             .collect();
         json!({
             "aggregatable": self.filterable,
@@ -209,7 +220,9 @@ pub struct ObjectDef {
 impl ObjectDef {
     /// Case-insensitive field lookup, as SOQL and the REST API do it.
     pub fn field_index(&self, name: &str) -> Option<usize> {
-        self.fields.iter().position(|f| f.name.eq_ignore_ascii_case(name))
+        self.fields
+            .iter()
+            .position(|f| f.name.eq_ignore_ascii_case(name))
     }
 
     pub fn field(&self, name: &str) -> Option<&FieldDef> {
@@ -226,7 +239,10 @@ impl ObjectDef {
     }
 
     pub fn external_id_fields(&self) -> impl Iterator<Item = (usize, &FieldDef)> {
-        self.fields.iter().enumerate().filter(|(_, f)| f.external_id)
+        self.fields
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.external_id)
     }
 
     pub fn global_describe(&self, version: &str) -> Json {
@@ -281,7 +297,10 @@ impl ObjectDef {
         obj.insert("actionOverrides".into(), json!([]));
         obj.insert("childRelationships".into(), Json::Array(children));
         obj.insert("compactLayoutable".into(), json!(true));
-        obj.insert("fields".into(), Json::Array(self.fields.iter().map(FieldDef::describe).collect()));
+        obj.insert(
+            "fields".into(),
+            Json::Array(self.fields.iter().map(FieldDef::describe).collect()),
+        );
         obj.insert("listviewable".into(), Json::Null);
         obj.insert("lookupLayoutable".into(), Json::Null);
         obj.insert("namedLayoutInfos".into(), json!([]));
@@ -292,7 +311,10 @@ impl ObjectDef {
                     "master":true,"name":"Master","recordTypeId":"012000000000000AAA","urls":{}}]),
         );
         obj.insert("searchLayoutable".into(), json!(true));
-        obj.insert("supportedScopes".into(), json!([{"label":"All","name":"everything"}]));
+        obj.insert(
+            "supportedScopes".into(),
+            json!([{"label":"All","name":"everything"}]),
+        );
         d
     }
 }
@@ -303,7 +325,9 @@ pub struct Schema {
 
 impl Schema {
     pub fn object_index(&self, name: &str) -> Option<usize> {
-        self.objects.iter().position(|o| o.name.eq_ignore_ascii_case(name))
+        self.objects
+            .iter()
+            .position(|o| o.name.eq_ignore_ascii_case(name))
     }
 
     pub fn object(&self, name: &str) -> Option<&ObjectDef> {
@@ -457,7 +481,13 @@ fn system_fields(with_owner: bool) -> Vec<FieldDef> {
     fields
 }
 
-fn object(name: &str, plural: &str, prefix: &str, with_owner: bool, fields: Vec<FieldDef>) -> ObjectDef {
+fn object(
+    name: &str,
+    plural: &str,
+    prefix: &str,
+    with_owner: bool,
+    fields: Vec<FieldDef>,
+) -> ObjectDef {
     let mut all = system_fields(with_owner);
     all.extend(fields);
     ObjectDef {
@@ -472,11 +502,34 @@ fn object(name: &str, plural: &str, prefix: &str, with_owner: bool, fields: Vec<
 }
 
 const INDUSTRIES: &[&str] = &[
-    "Agriculture", "Banking", "Biotechnology", "Chemicals", "Communications", "Construction",
-    "Consulting", "Education", "Electronics", "Energy", "Engineering", "Finance", "Healthcare",
-    "Hospitality", "Insurance", "Manufacturing", "Media", "Retail", "Technology", "Utilities",
+    "Agriculture",
+    "Banking",
+    "Biotechnology",
+    "Chemicals",
+    "Communications",
+    "Construction",
+    "Consulting",
+    "Education",
+    "Electronics",
+    "Energy",
+    "Engineering",
+    "Finance",
+    "Healthcare",
+    "Hospitality",
+    "Insurance",
+    "Manufacturing",
+    "Media",
+    "Retail",
+    "Technology",
+    "Utilities",
 ];
-const LEAD_SOURCES: &[&str] = &["Web", "Phone Inquiry", "Partner Referral", "Purchased List", "Other"];
+const LEAD_SOURCES: &[&str] = &[
+    "Web",
+    "Phone Inquiry",
+    "Partner Referral",
+    "Purchased List",
+    "Other",
+];
 const RATINGS: &[&str] = &["Hot", "Warm", "Cold"];
 
 fn user() -> ObjectDef {
@@ -522,7 +575,16 @@ fn account() -> ObjectDef {
         true,
         vec![
             name_field(required(f("Name", FieldType::String, 255))),
-            picklist("Type", &["Prospect", "Customer - Direct", "Customer - Channel", "Partner", "Other"]),
+            picklist(
+                "Type",
+                &[
+                    "Prospect",
+                    "Customer - Direct",
+                    "Customer - Channel",
+                    "Partner",
+                    "Other",
+                ],
+            ),
             picklist("Industry", INDUSTRIES),
             f("AccountNumber", FieldType::String, 40),
             f("Phone", FieldType::Phone, 40),
@@ -575,7 +637,14 @@ fn opportunity() -> ObjectDef {
             name_field(required(f("Name", FieldType::String, 120))),
             required(picklist(
                 "StageName",
-                &["Prospecting", "Qualification", "Proposal/Price Quote", "Negotiation/Review", "Closed Won", "Closed Lost"],
+                &[
+                    "Prospecting",
+                    "Qualification",
+                    "Proposal/Price Quote",
+                    "Negotiation/Review",
+                    "Closed Won",
+                    "Closed Lost",
+                ],
             )),
             required(f("CloseDate", FieldType::Date, 0)),
             f("Amount", FieldType::Currency, 0),
@@ -592,7 +661,12 @@ fn opportunity() -> ObjectDef {
 fn lead() -> ObjectDef {
     let mut status = required(picklist(
         "Status",
-        &["Open - Not Contacted", "Working - Contacted", "Closed - Converted", "Closed - Not Converted"],
+        &[
+            "Open - Not Contacted",
+            "Working - Contacted",
+            "Closed - Converted",
+            "Closed - Not Converted",
+        ],
     ));
     status.defaulted_on_create = true;
     object(
@@ -667,7 +741,10 @@ fn invoice() -> ObjectDef {
             quantity,
             f("Line_Count__c", FieldType::Int, 0),
             picklist("Status__c", &["Draft", "Sent", "Paid", "Void"]),
-            multipicklist("Tags__c", &["Priority", "Recurring", "Disputed", "Export", "Tax-Exempt"]),
+            multipicklist(
+                "Tags__c",
+                &["Priority", "Recurring", "Disputed", "Export", "Tax-Exempt"],
+            ),
             f("Issued_Date__c", FieldType::Date, 0),
             f("Paid_At__c", FieldType::Datetime, 0),
             f("Paid__c", FieldType::Boolean, 0),
@@ -687,13 +764,37 @@ mod tests {
     fn every_syncable_type_is_covered() {
         let schema = Schema::standard();
         use FieldType::*;
-        for t in [Id, Reference, String, Textarea, Picklist, Multipicklist, Boolean, Int, Double, Currency, Percent, Date, Datetime, Email, Phone, Url] {
+        for t in [
+            Id,
+            Reference,
+            String,
+            Textarea,
+            Picklist,
+            Multipicklist,
+            Boolean,
+            Int,
+            Double,
+            Currency,
+            Percent,
+            Date,
+            Datetime,
+            Email,
+            Phone,
+            Url,
+        ] {
             assert!(
-                schema.objects.iter().any(|o| o.fields.iter().any(|f| f.ftype == t)),
+                schema
+                    .objects
+                    .iter()
+                    .any(|o| o.fields.iter().any(|f| f.ftype == t)),
                 "no field of type {t:?}"
             );
         }
-        let notes = schema.object("invoice__c").unwrap().field("notes__c").unwrap();
+        let notes = schema
+            .object("invoice__c")
+            .unwrap()
+            .field("notes__c")
+            .unwrap();
         assert_eq!(notes.length, 131072);
         assert!(!notes.filterable);
     }
@@ -713,10 +814,20 @@ mod tests {
     fn required_fields_follow_describe_flags() {
         let schema = Schema::standard();
         let account = schema.object("Account").unwrap();
-        let required: Vec<_> = account.fields.iter().filter(|f| f.required_on_create()).map(|f| f.name.as_str()).collect();
+        let required: Vec<_> = account
+            .fields
+            .iter()
+            .filter(|f| f.required_on_create())
+            .map(|f| f.name.as_str())
+            .collect();
         assert_eq!(required, vec!["Name"]);
         let opp = schema.object("Opportunity").unwrap();
-        let required: Vec<_> = opp.fields.iter().filter(|f| f.required_on_create()).map(|f| f.name.as_str()).collect();
+        let required: Vec<_> = opp
+            .fields
+            .iter()
+            .filter(|f| f.required_on_create())
+            .map(|f| f.name.as_str())
+            .collect();
         assert_eq!(required, vec!["Name", "StageName", "CloseDate"]);
     }
 }

@@ -41,9 +41,14 @@ pub async fn start(config: SimConfig) -> anyhow::Result<RunningSim> {
             .context("dataset generation panicked")?
             .map_err(anyhow::Error::msg)?;
     }
-    let listener = std::net::TcpListener::bind(&config.listen).with_context(|| format!("binding {}", config.listen))?;
+    let listener = std::net::TcpListener::bind(&config.listen)
+        .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
     let tls = if config.tls || config.tls_cert.is_some() {
         Some(crate::tls::setup(
             config.tls_cert.as_deref(),
@@ -92,7 +97,12 @@ pub async fn start(config: SimConfig) -> anyhow::Result<RunningSim> {
             .configure(bulk_v2::routes)
             .configure(rest::routes)
     })
-    .workers(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2))
+    .workers(
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .max(2),
+    )
     .shutdown_timeout(5);
     let server = match tls {
         Some(t) => server.listen_rustls_0_23(listener, t.server)?,
@@ -101,5 +111,9 @@ pub async fn start(config: SimConfig) -> anyhow::Result<RunningSim> {
     .run();
     let handle = server.handle();
     tokio::spawn(server);
-    Ok(RunningSim { info, state, handle })
+    Ok(RunningSim {
+        info,
+        state,
+        handle,
+    })
 }

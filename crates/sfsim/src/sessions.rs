@@ -15,7 +15,11 @@ pub struct Sessions {
 impl Sessions {
     pub fn new(org_id: &str, seed: u64) -> Sessions {
         let refresh_token = format!("5Aep861{}", random_token(seed ^ 0x5eed, 80));
-        Sessions { org_id15: org_id[..15].to_string(), issued: Mutex::new(HashMap::new()), refresh_token }
+        Sessions {
+            org_id15: org_id[..15].to_string(),
+            issued: Mutex::new(HashMap::new()),
+            refresh_token,
+        }
     }
 
     /// A fresh access token in Salesforce's shape: `<15-char org id>!<opaque>`.

@@ -57,7 +57,10 @@ pub fn route_label(method: &str, path: &str) -> String {
         // Drop the version segment.
         r.split_once('/').map(|(_, tail)| tail).unwrap_or("")
     } else if let Some(r) = path.strip_prefix("/services/async/") {
-        return format!("{method} async/{}", generalise(r.split_once('/').map(|(_, t)| t).unwrap_or("")));
+        return format!(
+            "{method} async/{}",
+            generalise(r.split_once('/').map(|(_, t)| t).unwrap_or(""))
+        );
     } else {
         path.trim_start_matches('/')
     };
@@ -92,11 +95,23 @@ mod tests {
     #[test]
     fn routes_group_by_shape() {
         assert_eq!(
-            route_label("GET", "/services/data/v62.0/sobjects/Account/0015g00000000001AAA"),
+            route_label(
+                "GET",
+                &format!("/services/data/v62.0/sobjects/Account/{}", crate::ids::make("001", 1))
+            ),
             "GET sobjects/{object}/{id}"
         );
-        assert_eq!(route_label("GET", "/services/data/v62.0/query"), "GET query");
-        assert_eq!(route_label("GET", "/services/data/v62.0/query/0r85g0000000001AAA-2000"), "GET query/{locator}");
-        assert_eq!(route_label("POST", "/services/async/62.0/job"), "POST async/job");
+        assert_eq!(
+            route_label("GET", "/services/data/v62.0/query"),
+            "GET query"
+        );
+        assert_eq!(
+            route_label("GET", "/services/data/v62.0/query/0r85g0000000001AAA-2000"),
+            "GET query/{locator}"
+        );
+        assert_eq!(
+            route_label("POST", "/services/async/62.0/job"),
+            "POST async/job"
+        );
     }
 }

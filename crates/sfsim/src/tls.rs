@@ -12,11 +12,18 @@ pub struct TlsSetup {
     pub ca_cert: PathBuf,
 }
 
-pub fn setup(cert: Option<&Path>, key: Option<&Path>, sans: &[String], dir: Option<&Path>) -> anyhow::Result<TlsSetup> {
+pub fn setup(
+    cert: Option<&Path>,
+    key: Option<&Path>,
+    sans: &[String],
+    dir: Option<&Path>,
+) -> anyhow::Result<TlsSetup> {
     let (cert_pem, key_pem, ca_path) = match (cert, key) {
         (Some(c), Some(k)) => (
-            std::fs::read_to_string(c).with_context(|| format!("reading --tls-cert {}", c.display()))?,
-            std::fs::read_to_string(k).with_context(|| format!("reading --tls-key {}", k.display()))?,
+            std::fs::read_to_string(c)
+                .with_context(|| format!("reading --tls-cert {}", c.display()))?,
+            std::fs::read_to_string(k)
+                .with_context(|| format!("reading --tls-key {}", k.display()))?,
             c.to_path_buf(),
         ),
         (None, None) => generate(sans, dir)?,
@@ -28,20 +35,31 @@ pub fn setup(cert: Option<&Path>, key: Option<&Path>, sans: &[String], dir: Opti
     let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
         .context("parsing the TLS key PEM")?
         .ok_or_else(|| anyhow!("no private key in the TLS key PEM"))?;
-    let server = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("building the TLS server configuration")?;
-    Ok(TlsSetup { server, ca_cert: ca_path })
+    let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .context("building the TLS server configuration")?;
+    Ok(TlsSetup {
+        server,
+        ca_cert: ca_path,
+    })
 }
 
 fn generate(sans: &[String], dir: Option<&Path>) -> anyhow::Result<(String, String, PathBuf)> {
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "Driftless Simulator CA");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Driftless Simulator CA");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let ca = ca_params.self_signed(&ca_key)?;
 
     let mut names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
@@ -49,8 +67,13 @@ fn generate(sans: &[String], dir: Option<&Path>) -> anyhow::Result<(String, Stri
     names.dedup();
     let leaf_key = KeyPair::generate()?;
     let mut leaf_params = CertificateParams::new(names)?;
-    leaf_params.distinguished_name.push(DnType::CommonName, "driftless sim");
-    leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    leaf_params
+        .distinguished_name
+        .push(DnType::CommonName, "driftless sim");
+    leaf_params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     leaf_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key)?;
 

@@ -167,7 +167,10 @@ mod tests {
         let t = parse_datetime("2013-05-20T20:49:32.000+0000").unwrap();
         assert_eq!(format_rest_datetime(t), "2013-05-20T20:49:32.000+0000");
         assert_eq!(format_bulk_datetime(t), "2013-05-20T20:49:32.000Z");
-        assert_eq!(Value::DateTime(t).to_bulk_json(), serde_json::json!(t * 1000));
+        assert_eq!(
+            Value::DateTime(t).to_bulk_json(),
+            serde_json::json!(t * 1000)
+        );
         for s in [
             "2013-05-20T20:49:32Z",
             "2013-05-20T20:49:32.123456Z",

@@ -46,11 +46,16 @@ impl WorkloadSpec {
             }
         }
         if !(0.0..=1.0).contains(&self.long_txn_fraction) {
-            return Err(format!("long_txn_fraction must be between 0 and 1, got {}", self.long_txn_fraction));
+            return Err(format!(
+                "long_txn_fraction must be between 0 and 1, got {}",
+                self.long_txn_fraction
+            ));
         }
         if let Some([lo, hi]) = self.long_txn_ms {
             if lo > hi {
-                return Err(format!("long_txn_ms [{lo},{hi}]: the first bound must not exceed the second"));
+                return Err(format!(
+                    "long_txn_ms [{lo},{hi}]: the first bound must not exceed the second"
+                ));
             }
         }
         if self.long_txn_fraction > 0.0 && self.long_txn_ms.is_none() {
@@ -101,7 +106,12 @@ impl Workloads {
         }
         let mut spec = spec;
         spec.object = org.schema.objects[object].name.clone();
-        let task = tokio::spawn(run(Arc::clone(org), object, spec.clone(), Arc::clone(&self.counters)));
+        let task = tokio::spawn(run(
+            Arc::clone(org),
+            object,
+            spec.clone(),
+            Arc::clone(&self.counters),
+        ));
         if let Some((_, old)) = self.running.lock().insert(object, (spec, task)) {
             old.abort();
         }
@@ -119,7 +129,12 @@ impl Workloads {
     }
 
     pub fn to_json(&self) -> serde_json::Value {
-        let running: Vec<WorkloadSpec> = self.running.lock().values().map(|(s, _)| s.clone()).collect();
+        let running: Vec<WorkloadSpec> = self
+            .running
+            .lock()
+            .values()
+            .map(|(s, _)| s.clone())
+            .collect();
         serde_json::json!({
             "objects": *self.counters.ops.lock(),
             "long_transactions": {
@@ -135,7 +150,12 @@ async fn run(org: Arc<Org>, object: usize, spec: WorkloadSpec, counters: Arc<Cou
     const TICK: Duration = Duration::from_millis(20);
     let mut rng = ChaCha8Rng::from_entropy();
     let mut due = [0.0f64; 4];
-    let rates = [spec.inserts_per_sec, spec.updates_per_sec, spec.deletes_per_sec, spec.undeletes_per_sec];
+    let rates = [
+        spec.inserts_per_sec,
+        spec.updates_per_sec,
+        spec.deletes_per_sec,
+        spec.undeletes_per_sec,
+    ];
     let kinds = [Kind::Insert, Kind::Update, Kind::Delete, Kind::Undelete];
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -155,16 +175,27 @@ async fn run(org: Arc<Org>, object: usize, spec: WorkloadSpec, counters: Arc<Cou
     }
 }
 
-fn one_op(org: &Arc<Org>, object: usize, spec: &WorkloadSpec, kind: Kind, counters: &Arc<Counters>, rng: &mut ChaCha8Rng) {
+fn one_op(
+    org: &Arc<Org>,
+    object: usize,
+    spec: &WorkloadSpec,
+    kind: Kind,
+    counters: &Arc<Counters>,
+    rng: &mut ChaCha8Rng,
+) {
     let mut txn = org.begin();
     let ok = match kind {
-        Kind::Insert => org.create(&mut txn, object, dataset::new_record(org, object, rng)).is_ok(),
+        Kind::Insert => org
+            .create(&mut txn, object, dataset::new_record(org, object, rng))
+            .is_ok(),
         Kind::Update => pick(org, object, false, rng).is_some_and(|id| {
             let values = update_values(org, object, rng);
             org.update(&mut txn, object, &id, values).is_ok()
         }),
-        Kind::Delete => pick(org, object, false, rng).is_some_and(|id| org.delete(&mut txn, object, &id).is_ok()),
-        Kind::Undelete => pick(org, object, true, rng).is_some_and(|id| org.undelete(&mut txn, object, &id).is_ok()),
+        Kind::Delete => pick(org, object, false, rng)
+            .is_some_and(|id| org.delete(&mut txn, object, &id).is_ok()),
+        Kind::Undelete => pick(org, object, true, rng)
+            .is_some_and(|id| org.undelete(&mut txn, object, &id).is_ok()),
     };
     {
         let mut ops = counters.ops.lock();
@@ -183,7 +214,12 @@ fn one_op(org: &Arc<Org>, object: usize, spec: &WorkloadSpec, kind: Kind, counte
     }
     let long = spec.long_txn_fraction > 0.0 && rng.gen_bool(spec.long_txn_fraction);
     match (long, spec.long_txn_ms) {
-        (true, Some([lo, hi])) => commit_late(org, txn, Duration::from_millis(rng.gen_range(lo..=hi)), counters),
+        (true, Some([lo, hi])) => commit_late(
+            org,
+            txn,
+            Duration::from_millis(rng.gen_range(lo..=hi)),
+            counters,
+        ),
         _ => org.commit(txn),
     }
 }
@@ -209,7 +245,12 @@ fn pick(org: &Org, object: usize, deleted: bool, rng: &mut ChaCha8Rng) -> Option
         if org.is_locked(object, seq) {
             continue;
         }
-        let found = org.read(|t| t[object].get(seq).filter(|r| is_deleted(r) == deleted).map(|r| crate::store::record_id(r).to_string()));
+        let found = org.read(|t| {
+            t[object]
+                .get(seq)
+                .filter(|r| is_deleted(r) == deleted)
+                .map(|r| crate::store::record_id(r).to_string())
+        });
         if found.is_some() {
             return found;
         }
@@ -218,7 +259,11 @@ fn pick(org: &Org, object: usize, deleted: bool, rng: &mut ChaCha8Rng) -> Option
 }
 
 /// One to three updateable fields with fresh values; required fields never go null.
-fn update_values(org: &Org, object: usize, rng: &mut ChaCha8Rng) -> Vec<(usize, crate::value::Value)> {
+fn update_values(
+    org: &Org,
+    object: usize,
+    rng: &mut ChaCha8Rng,
+) -> Vec<(usize, crate::value::Value)> {
     let def = &org.schema.objects[object];
     let candidates: Vec<usize> = def
         .fields
@@ -230,7 +275,9 @@ fn update_values(org: &Org, object: usize, rng: &mut ChaCha8Rng) -> Vec<(usize, 
     let n = rng.gen_range(1..=3.min(candidates.len().max(1)));
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        let Some(&i) = candidates.get(rng.gen_range(0..candidates.len().max(1))) else { break };
+        let Some(&i) = candidates.get(rng.gen_range(0..candidates.len().max(1))) else {
+            break;
+        };
         let f = &def.fields[i];
         let mut v = dataset::value_for(def, f, rng.gen(), rng);
         if v.is_null() && !f.nillable {
@@ -258,30 +305,43 @@ mod tests {
         let w = Workloads::default();
         let spec: WorkloadSpec = serde_json::from_value(serde_json::json!({
             "object":"account","inserts_per_sec":100,"updates_per_sec":200,"deletes_per_sec":50,
-            "undeletes_per_sec":20,"long_txn_fraction":0.2,"long_txn_ms":[200,400]})).unwrap();
+            "undeletes_per_sec":20,"long_txn_fraction":0.2,"long_txn_ms":[200,400]}))
+        .unwrap();
         w.start(&org, spec).unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let j = w.to_json();
             let acc = &j["objects"]["Account"];
-            let done = ["inserts", "updates", "deletes", "undeletes"].iter().all(|k| acc[k].as_u64().unwrap_or(0) > 0)
+            let done = ["inserts", "updates", "deletes", "undeletes"]
+                .iter()
+                .all(|k| acc[k].as_u64().unwrap_or(0) > 0)
                 && j["long_transactions"]["opened"].as_u64().unwrap_or(0) > 0;
             if done {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "workload did not run: {j}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "workload did not run: {j}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         w.stop_all(&org).await;
         assert_eq!(org.open_txn_count(), 0);
         let j = w.to_json();
-        assert_eq!(j["long_transactions"]["opened"], j["long_transactions"]["committed"]);
+        assert_eq!(
+            j["long_transactions"]["opened"],
+            j["long_transactions"]["committed"]
+        );
         assert!(j["running"].as_array().unwrap().is_empty());
     }
 
     #[test]
     fn specs_are_validated() {
-        let bad = |v: serde_json::Value| serde_json::from_value::<WorkloadSpec>(v).map_err(|e| e.to_string()).and_then(|s| s.validate());
+        let bad = |v: serde_json::Value| {
+            serde_json::from_value::<WorkloadSpec>(v)
+                .map_err(|e| e.to_string())
+                .and_then(|s| s.validate())
+        };
         assert!(bad(serde_json::json!({"object":"Account","long_txn_fraction":2.0})).is_err());
         assert!(bad(serde_json::json!({"object":"Account","long_txn_fraction":0.1})).is_err());
         assert!(bad(serde_json::json!({"object":"Account","bogus":1})).is_err());

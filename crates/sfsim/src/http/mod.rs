@@ -57,8 +57,12 @@ impl AppState {
     /// QUERY_TIMEOUT when a query's result is larger than the fault allows.
     pub fn query_timeout(&self, rows: usize) -> Option<SfError> {
         let above = self.faults.read().query_timeout_above_rows;
-        (above > 0 && rows as u64 > above)
-            .then(|| SfError::new("QUERY_TIMEOUT", "Your query request was running for too long."))
+        (above > 0 && rows as u64 > above).then(|| {
+            SfError::new(
+                "QUERY_TIMEOUT",
+                "Your query request was running for too long.",
+            )
+        })
     }
 }
 
@@ -87,7 +91,10 @@ impl Api {
             } else {
                 Api::Rest
             }
-        } else if path.starts_with("/services/oauth2/") || path.starts_with("/services/Soap/") || path.starts_with("/id/") {
+        } else if path.starts_with("/services/oauth2/")
+            || path.starts_with("/services/Soap/")
+            || path.starts_with("/id/")
+        {
             Api::Login
         } else {
             Api::Control
@@ -98,12 +105,18 @@ impl Api {
 /// The guard in front of the Salesforce-facing API: injected faults first (as a flaky network
 /// or overloaded pod would), then the session, then the daily allowance; REST responses leave
 /// with `Sforce-Limit-Info`.
-pub async fn api_guard(req: ServiceRequest, next: Next<BoxBody>) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+pub async fn api_guard(
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let api = Api::of(req.path());
     if api == Api::Control {
         return next.call(req).await;
     }
-    let state = req.app_data::<web::Data<AppState>>().expect("state").clone();
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .expect("state")
+        .clone();
     let json_body = is_json_request(&req);
     let faults = state.faults.read().clone();
     let (latency, injected) = {
@@ -123,20 +136,27 @@ pub async fn api_guard(req: ServiceRequest, next: Next<BoxBody>) -> Result<Servi
         }
         Injected::Error(status) => {
             let err = if status == 503 {
-                SfError::new("SERVER_UNAVAILABLE", "Server temporarily unavailable, please try again later.")
+                SfError::new(
+                    "SERVER_UNAVAILABLE",
+                    "Server temporarily unavailable, please try again later.",
+                )
             } else {
                 SfError::new("UNKNOWN_EXCEPTION", "An unexpected error occurred. Please include this ErrorId if you contact support: 1234567890-12345 (-1234567890)")
             };
-            let status = actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::SERVICE_UNAVAILABLE);
+            let status = actix_web::http::StatusCode::from_u16(status)
+                .unwrap_or(actix_web::http::StatusCode::SERVICE_UNAVAILABLE);
             let resp = match api {
-                Api::BulkV1 => respond::bulk_v1_error(status, "ClientInputError", &err.message, json_body),
+                Api::BulkV1 => {
+                    respond::bulk_v1_error(status, "ClientInputError", &err.message, json_body)
+                }
                 _ => respond::rest_error(status, &err),
             };
             return Ok(req.into_response(resp));
         }
     }
     if matches!(api, Api::Rest | Api::BulkV1) {
-        let valid = token_from_headers(req.headers()).is_some_and(|t| state.sessions.is_valid(&t, state.session_ttl()));
+        let valid = token_from_headers(req.headers())
+            .is_some_and(|t| state.sessions.is_valid(&t, state.session_ttl()));
         if !valid {
             let resp = match api {
                 Api::BulkV1 => respond::bulk_v1_error(
@@ -154,7 +174,9 @@ pub async fn api_guard(req: ServiceRequest, next: Next<BoxBody>) -> Result<Servi
         }
     }
     if matches!(api, Api::Rest | Api::BulkV1 | Api::Versions) {
-        let used = state.stats.count_call(&route_label(req.method().as_str(), req.path()));
+        let used = state
+            .stats
+            .count_call(&route_label(req.method().as_str(), req.path()));
         if used > state.api_quota() {
             let resp = match api {
                 Api::BulkV1 => respond::bulk_v1_error(
@@ -181,7 +203,8 @@ pub async fn api_guard(req: ServiceRequest, next: Next<BoxBody>) -> Result<Servi
 fn add_limit_info(state: &AppState, resp: &mut ServiceResponse<BoxBody>, api: Api) {
     if matches!(api, Api::Rest | Api::Versions) {
         if let Ok(v) = HeaderValue::from_str(&state.limit_info()) {
-            resp.headers_mut().insert(HeaderName::from_static("sforce-limit-info"), v);
+            resp.headers_mut()
+                .insert(HeaderName::from_static("sforce-limit-info"), v);
         }
     }
 }

@@ -15,7 +15,9 @@ pub fn rest_error(status: StatusCode, err: &SfError) -> HttpResponse {
 
 /// A REST JSON document.
 pub fn rest_json(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
-    HttpResponse::build(status).content_type(JSON_UTF8).body(body.to_string())
+    HttpResponse::build(status)
+        .content_type(JSON_UTF8)
+        .body(body.to_string())
 }
 
 /// A Bulk 1.0 error: `<error>` XML, or JSON with Content-Type exactly `application/json`
@@ -24,7 +26,9 @@ pub fn bulk_v1_error(status: StatusCode, code: &str, message: &str, json: bool) 
     if json {
         HttpResponse::build(status)
             .content_type("application/json")
-            .body(serde_json::json!({"exceptionCode": code, "exceptionMessage": message}).to_string())
+            .body(
+                serde_json::json!({"exceptionCode": code, "exceptionMessage": message}).to_string(),
+            )
     } else {
         HttpResponse::build(status).content_type("application/xml").body(format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><error xmlns=\"http://www.force.com/2009/06/asyncapi/dataload\">\

@@ -16,16 +16,15 @@ pub fn caret_block(src: &str, pos: usize, what: &str) -> String {
     let column = src[line_start..pos].chars().count() + 1;
     let mut shown_from = line_start;
     if column - 1 > MAX_LEAD {
-        // Start after the first space at or past the lead window, so the excerpt begins on a token.
+        // Start after the first space inside the lead window, so the excerpt begins on a token.
+        let skip = column - 1 - MAX_LEAD;
         let window_start = src[line_start..pos]
             .char_indices()
-            .map(|(i, _)| line_start + i)
-            .find(|i| src[*i..pos].chars().count() <= MAX_LEAD)
-            .unwrap_or(pos);
+            .nth(skip)
+            .map_or(pos, |(i, _)| line_start + i);
         shown_from = src[window_start..pos]
             .find(' ')
-            .map(|i| window_start + i + 1)
-            .unwrap_or(window_start);
+            .map_or(window_start, |i| window_start + i + 1);
     }
     let spaces = src[shown_from..pos].chars().count();
     format!(

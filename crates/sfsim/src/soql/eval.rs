@@ -109,7 +109,7 @@ pub(crate) enum Test {
     Text(CmpOp, Box<str>),
     /// An 18-character Id: equality on all 18, ranges on the first 15 bytewise.
     Id(CmpOp, Box<str>),
-    Like(Vec<LikeAtom>),
+    Like(Like),
     /// Multi-select picklist `=`: the same set of values in any order; lower-cased.
     MultiEq(bool, Vec<Box<str>>),
     /// INCLUDES (false) / EXCLUDES (true): any group whose values are all selected.
@@ -174,13 +174,16 @@ impl Test {
             (Test::Date(op, d), Value::Date(x)) => holds(*op, x.cmp(d)),
             (Test::DateRange(op, lo, hi), Value::Date(x)) => in_range(*op, *x, *lo, *hi),
             (Test::Bool(op, b), Value::Bool(x)) => holds(*op, x.cmp(b)),
+            (Test::Text(op @ (CmpOp::Eq | CmpOp::Ne), lit), Value::Text(s)) if s.is_ascii() => {
+                (s.len() == lit.len() && s.eq_ignore_ascii_case(lit)) == (*op == CmpOp::Eq)
+            }
             (Test::Text(op, lit), Value::Text(s)) => holds(*op, cmp_ci_lower(s, lit)),
             (Test::Id(op, lit), Value::Text(s)) => match op {
                 CmpOp::Eq => **s == **lit,
                 CmpOp::Ne => **s != **lit,
                 _ => holds(*op, id15(s).cmp(id15(lit))),
             },
-            (Test::Like(pattern), Value::Text(s)) => like(pattern, s),
+            (Test::Like(pattern), Value::Text(s)) => pattern.matches(s),
             (Test::MultiEq(negated, set), Value::Text(s)) => multi_eq(s, set) != *negated,
             (Test::Includes(excludes, groups), Value::Text(s)) => {
                 groups
@@ -220,20 +223,6 @@ fn cmp_ci_lower(s: &str, lower: &str) -> Ordering {
     }
 }
 
-/// Case-insensitive ordering of two stored texts, as ORDER BY sorts text.
-#[inline]
-fn cmp_ci(a: &str, b: &str) -> Ordering {
-    if a.is_ascii() && b.is_ascii() {
-        a.bytes()
-            .map(|c| c.to_ascii_lowercase())
-            .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
-    } else {
-        a.chars()
-            .flat_map(char::to_lowercase)
-            .cmp(b.chars().flat_map(char::to_lowercase))
-    }
-}
-
 fn multi_has(stored: &str, want_lower: &str) -> bool {
     stored
         .split(';')
@@ -250,6 +239,53 @@ fn multi_eq(stored: &str, set: &[Box<str>]) -> bool {
         n += 1;
     }
     n == set.len()
+}
+
+/// A compiled LIKE pattern. Most patterns clients write are a literal with `%` at one or both
+/// ends; those match bytewise without decoding characters.
+#[derive(Clone, Debug)]
+pub(crate) enum Like {
+    Exact(Box<[u8]>),
+    Prefix(Box<[u8]>),
+    Suffix(Box<[u8]>),
+    Contains(Box<[u8]>),
+    General(Vec<LikeAtom>),
+}
+
+impl Like {
+    pub fn compile(atoms: Vec<LikeAtom>) -> Like {
+        let lead = atoms.first() == Some(&LikeAtom::Any);
+        let trail = atoms.len() > usize::from(lead) && atoms.last() == Some(&LikeAtom::Any);
+        let inner = &atoms[usize::from(lead)..atoms.len() - usize::from(trail)];
+        // ASCII only: an ASCII needle can only match whole characters of UTF-8 text.
+        let literal: Option<Box<[u8]>> = inner
+            .iter()
+            .map(|a| match a {
+                LikeAtom::Char(c) if c.is_ascii() => Some(*c as u8),
+                _ => None,
+            })
+            .collect();
+        match (literal, lead, trail) {
+            (Some(l), false, false) => Like::Exact(l),
+            (Some(l), false, true) => Like::Prefix(l),
+            (Some(l), true, false) => Like::Suffix(l),
+            (Some(l), true, true) => Like::Contains(l),
+            (None, ..) => Like::General(atoms),
+        }
+    }
+
+    pub fn matches(&self, s: &str) -> bool {
+        let b = s.as_bytes();
+        match self {
+            Like::Exact(l) => b.eq_ignore_ascii_case(l),
+            Like::Prefix(l) => b.len() >= l.len() && b[..l.len()].eq_ignore_ascii_case(l),
+            Like::Suffix(l) => b.len() >= l.len() && b[b.len() - l.len()..].eq_ignore_ascii_case(l),
+            Like::Contains(l) => {
+                l.is_empty() || b.windows(l.len()).any(|w| w.eq_ignore_ascii_case(l))
+            }
+            Like::General(p) => like(p, s),
+        }
+    }
 }
 
 /// Wildcard matching with single-star backtracking: linear in practice, no allocation.
@@ -313,61 +349,135 @@ pub(crate) struct SortKey {
     pub nulls_first: bool,
 }
 
-pub(crate) fn compare_rows(
-    keys: &[SortKey],
-    a: &[Value],
-    b: &[Value],
-    tables: &[Table],
-) -> Ordering {
-    for k in keys {
-        let (x, y) = (k.acc.get(a, tables), k.acc.get(b, tables));
-        let ord = match (x.is_null(), y.is_null()) {
-            (true, true) => Ordering::Equal,
-            (true, false) => {
-                if k.nulls_first {
-                    Ordering::Less
-                } else {
-                    Ordering::Greater
-                }
-            }
-            (false, true) => {
-                if k.nulls_first {
-                    Ordering::Greater
-                } else {
-                    Ordering::Less
-                }
-            }
-            (false, false) => {
-                let o = compare_values(x, y, k.kind);
-                if k.descending {
-                    o.reverse()
-                } else {
-                    o
-                }
-            }
-        };
-        if ord != Ordering::Equal {
-            return ord;
-        }
-    }
-    Ordering::Equal
+/// A row's sort key, extracted once so that most comparisons in a large ORDER BY touch only
+/// this flat array: text keys carry their first 8 folded bytes inline, and only ties on those
+/// go to the folded text, which lives in one contiguous arena rather than a heap block per row.
+#[derive(Debug)]
+enum Key<'a> {
+    Null,
+    /// Case-insensitive text: folded prefix, then the folded text's range in the arena.
+    Text(u64, u32, u32),
+    /// Ids: raw prefix, then the stored bytes.
+    Bytes(u64, &'a [u8]),
+    Num(f64),
+    Int(i64),
+    Date(NaiveDate),
+    Bool(bool),
 }
 
-fn compare_values(x: &Value, y: &Value, kind: SortKind) -> Ordering {
-    match (x, y) {
-        (Value::Text(a), Value::Text(b)) => match kind {
-            SortKind::TextCi => cmp_ci(a, b),
-            _ => a.as_bytes().cmp(b.as_bytes()),
-        },
-        (Value::Int(a), Value::Int(b)) => a.cmp(b),
-        (Value::Int(a), Value::Double(b)) => (*a as f64).total_cmp(b),
-        (Value::Double(a), Value::Int(b)) => a.total_cmp(&(*b as f64)),
-        (Value::Double(a), Value::Double(b)) => a.total_cmp(b),
-        (Value::DateTime(a), Value::DateTime(b)) => a.cmp(b),
-        (Value::Date(a), Value::Date(b)) => a.cmp(b),
-        (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
-        _ => Ordering::Equal,
+/// The first 8 bytes, big-endian so integer order is byte order; shorter input pads with zeros,
+/// which sort before any byte as a shorter string sorts before its extensions.
+fn prefix8(bytes: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    let n = bytes.len().min(8);
+    buf[..n].copy_from_slice(&bytes[..n]);
+    u64::from_be_bytes(buf)
+}
+
+fn key_of<'a>(v: &'a Value, kind: SortKind, arena: &mut String) -> Key<'a> {
+    match v {
+        Value::Null => Key::Null,
+        Value::Text(s) if kind == SortKind::TextCi => {
+            // Lower-cased text in byte order is the case-insensitive order.
+            let start = arena.len();
+            if s.is_ascii() {
+                arena.push_str(s);
+                arena[start..].make_ascii_lowercase();
+            } else {
+                arena.extend(s.chars().flat_map(char::to_lowercase));
+            }
+            let folded = &arena.as_bytes()[start..];
+            Key::Text(prefix8(folded), start as u32, folded.len() as u32)
+        }
+        Value::Text(s) => Key::Bytes(prefix8(s.as_bytes()), s.as_bytes()),
+        Value::Int(i) => Key::Num(*i as f64),
+        Value::Double(d) => Key::Num(*d),
+        Value::DateTime(t) => Key::Int(*t),
+        Value::Date(d) => Key::Date(*d),
+        Value::Bool(b) => Key::Bool(*b),
     }
+}
+
+fn cmp_key(a: &Key, b: &Key, k: &SortKey, arena: &[u8]) -> Ordering {
+    let ord = match (a, b) {
+        (Key::Null, Key::Null) => return Ordering::Equal,
+        (Key::Null, _) => {
+            return if k.nulls_first {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            }
+        }
+        (_, Key::Null) => {
+            return if k.nulls_first {
+                Ordering::Greater
+            } else {
+                Ordering::Less
+            }
+        }
+        (Key::Text(px, xs, xl), Key::Text(py, ys, yl)) => px.cmp(py).then_with(|| {
+            arena[*xs as usize..(*xs + *xl) as usize]
+                .cmp(&arena[*ys as usize..(*ys + *yl) as usize])
+        }),
+        (Key::Bytes(px, x), Key::Bytes(py, y)) => px.cmp(py).then_with(|| x.cmp(y)),
+        (Key::Num(x), Key::Num(y)) => x.total_cmp(y),
+        (Key::Int(x), Key::Int(y)) => x.cmp(y),
+        (Key::Date(x), Key::Date(y)) => x.cmp(y),
+        (Key::Bool(x), Key::Bool(y)) => x.cmp(y),
+        _ => Ordering::Equal,
+    };
+    if k.descending {
+        ord.reverse()
+    } else {
+        ord
+    }
+}
+
+/// Sorts records (given in Id order) by the keys; ties keep Id order. With `keep`, only that
+/// many leading rows are needed, so the rest is partitioned away before sorting.
+pub(crate) fn sort_records(
+    keys: &[SortKey],
+    recs: Vec<Record>,
+    tables: &[Table],
+    keep: Option<usize>,
+) -> Vec<Record> {
+    let order = {
+        let width = keys.len();
+        let mut arena = String::new();
+        let mut flat = Vec::with_capacity(recs.len() * width);
+        for r in &recs {
+            for k in keys {
+                flat.push(key_of(k.acc.get(r, tables), k.kind, &mut arena));
+            }
+        }
+        let arena = arena.as_bytes();
+        let row = |i: u32| &flat[i as usize * width..(i as usize + 1) * width];
+        // The row's position is the last tiebreak, which makes the unstable sort stable.
+        let cmp = |a: &u32, b: &u32| {
+            let (x, y) = (row(*a), row(*b));
+            keys.iter()
+                .zip(x.iter().zip(y))
+                .map(|(k, (p, q))| cmp_key(p, q, k, arena))
+                .find(|o| o.is_ne())
+                .unwrap_or(Ordering::Equal)
+                .then(a.cmp(b))
+        };
+        let mut order: Vec<u32> = (0..recs.len() as u32).collect();
+        if let Some(n) = keep.filter(|n| *n < order.len()) {
+            if n == 0 {
+                return Vec::new();
+            }
+            order.select_nth_unstable_by(n - 1, cmp);
+            order.truncate(n);
+        }
+        order.sort_unstable_by(cmp);
+        order
+    };
+    let mut slots: Vec<Option<Record>> = recs.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .filter_map(|i| slots[i as usize].take())
+        .collect()
 }
 
 #[cfg(test)]
@@ -394,6 +504,29 @@ mod tests {
         assert!(!like(&pat("a_me"), "ame"));
         assert!(like(&pat("%"), ""));
         assert!(like(&pat("zür%"), "Zürich"));
+    }
+
+    #[test]
+    fn like_fast_paths_agree_with_the_general_matcher() {
+        let texts = [
+            "Acme Corp",
+            "acme",
+            "ACME",
+            "",
+            "x acme y",
+            "Zürich",
+            "corp",
+            "ac",
+        ];
+        for p in [
+            "acme%", "%corp", "%me%", "acme", "%", "", "a_me%", "zür%", "%ACME%",
+        ] {
+            let lowered = p.to_lowercase();
+            let compiled = Like::compile(pat(&lowered));
+            for t in texts {
+                assert_eq!(compiled.matches(t), like(&pat(&lowered), t), "{p} on {t}");
+            }
+        }
     }
 
     #[test]

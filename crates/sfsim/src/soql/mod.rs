@@ -22,7 +22,7 @@ pub use plan::plan;
 use crate::ids;
 use crate::store::{is_deleted, record_id, Org, Record, Table};
 use crate::value::Value;
-use eval::{compare_rows, id15, Accessor, Pred, SortKey};
+use eval::{id15, sort_records, Accessor, Pred, SortKey};
 
 /// One selected column.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,8 +103,10 @@ impl Plan {
         match self.order_mode {
             OrderMode::Scan => {}
             OrderMode::Reverse => out.reverse(),
-            // Stable, so ties keep Id order as Salesforce's results do.
-            OrderMode::Sort => out.sort_by(|a, b| compare_rows(&self.order, a, b, tables)),
+            OrderMode::Sort => {
+                let keep = self.limit.map(|l| l.saturating_add(skip));
+                out = sort_records(&self.order, out, tables, keep);
+            }
         }
         if skip > 0 {
             out.drain(..skip.min(out.len()));
@@ -163,6 +165,25 @@ impl Plan {
                 }
             })
             .collect()
+    }
+
+    /// The selected values of one row as references, for serializers that write straight from
+    /// the records (no clone per cell); `tables` comes from [`Org::read`].
+    pub fn row_value_refs<'a>(
+        &self,
+        tables: &'a [Table],
+        rec: &'a Record,
+        out: &mut Vec<&'a Value>,
+    ) {
+        static NULL: Value = Value::Null;
+        out.clear();
+        out.extend(self.columns.iter().map(|c| {
+            match &c.via {
+                None => &rec[c.field],
+                Some(rel) => live_parent(tables, rel.target_object, rec, rel.reference_field)
+                    .map_or(&NULL, |p| &p[c.field]),
+            }
+        }));
     }
 
     /// Restricts the plan to Id >= lo (inclusive) and Id < hi (exclusive), for Bulk PK chunking.

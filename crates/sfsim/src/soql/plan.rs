@@ -3,7 +3,7 @@
 
 use super::ast::*;
 use super::error::*;
-use super::eval::{Accessor, LikeAtom, Pred, SortKey, SortKind, Test};
+use super::eval::{Accessor, Like, LikeAtom, Pred, SortKey, SortKind, Test};
 use super::{Column, OrderMode, Plan, Relationship};
 use crate::error::SfError;
 use crate::ids;
@@ -143,16 +143,21 @@ pub fn plan(org: &Org, src: &str) -> Result<Plan, SfError> {
             nulls_first: item.nulls_first.unwrap_or(!item.descending),
         });
     }
-    // The store iterates in Id order already, so the common `ORDER BY Id` needs no sort.
+    // Ids are unique, so keys after an Id key never decide anything; and rows arrive in Id order
+    // with ties kept in arrival order, so a trailing `Id ASC` (the usual keyset tiebreak) and a
+    // lone `ORDER BY Id` need no sorting work at all.
+    if let Some(at) = order
+        .iter()
+        .position(|k| matches!(k.acc, Accessor::Direct(F_ID)))
+    {
+        order.truncate(at + 1);
+        if !order[at].descending {
+            order.pop();
+        }
+    }
     let order_mode = match order.as_slice() {
         [] => OrderMode::Scan,
-        [k] if matches!(k.acc, Accessor::Direct(F_ID)) => {
-            if k.descending {
-                OrderMode::Reverse
-            } else {
-                OrderMode::Scan
-            }
-        }
+        [k] if matches!(k.acc, Accessor::Direct(F_ID)) => OrderMode::Reverse,
         _ => OrderMode::Sort,
     };
 
@@ -317,7 +322,7 @@ impl<'s> Resolver<'s> {
                 let Literal::Str { raw, .. } = &pattern.lit else {
                     return Err(self.wrong_type(f.def, pattern.pos));
                 };
-                Pred::Leaf(f.acc, Test::Like(like_pattern(raw)))
+                Pred::Leaf(f.acc, Test::Like(Like::compile(like_pattern(raw))))
             }
             Expr::Includes {
                 field,

@@ -966,6 +966,60 @@ fn order_by_places_nulls_like_salesforce() {
 }
 
 #[test]
+fn text_ordering_is_case_insensitive_beyond_the_inline_prefix() {
+    let org = Org::new(Schema::standard());
+    for name in [
+        "acme corporation b",
+        "Acme Corporation A",
+        "ACME CORPORATION C",
+        "Émile",
+        "émile b",
+        "Zed",
+        "acme",
+    ] {
+        create(&org, "Account", &[("Name", Value::text(name))]);
+    }
+    assert_eq!(
+        col(&org, "SELECT Name FROM Account ORDER BY Name"),
+        [
+            "acme",
+            "Acme Corporation A",
+            "acme corporation b",
+            "ACME CORPORATION C",
+            "Zed",
+            "Émile",
+            "émile b"
+        ]
+    );
+    assert_eq!(
+        col(&org, "SELECT Name FROM Account ORDER BY Name DESC LIMIT 2"),
+        ["émile b", "Émile"]
+    );
+    // Keys after Id decide nothing; Id DESC as a tiebreak reverses ties.
+    let same = "SELECT Name FROM Account WHERE Name LIKE 'acme%' ORDER BY IsDeleted, Id DESC, Name";
+    assert_eq!(
+        col(&org, same),
+        [
+            "acme",
+            "ACME CORPORATION C",
+            "Acme Corporation A",
+            "acme corporation b"
+        ]
+    );
+    let p = plan(
+        &org,
+        "SELECT Name, Owner.Name FROM Account ORDER BY Name LIMIT 1",
+    )
+    .unwrap();
+    let recs = p.execute(&org, false);
+    org.read(|t| {
+        let mut refs = Vec::new();
+        p.row_value_refs(t, &recs[0], &mut refs);
+        assert_eq!(refs, [&Value::text("acme"), &Value::text("Sim Admin")]);
+    });
+}
+
+#[test]
 fn parent_fields_resolve_through_lookups() {
     let f = fixture();
     let o = &f.org;

@@ -17,18 +17,21 @@ pub fn writable_field(object: &ObjectDef, name: &str, creating: bool) -> Result<
         .with_fields(vec![name.to_string()])
     })?;
     let field = &object.fields[idx];
-    let allowed = if creating { field.createable } else { field.updateable };
+    let allowed = if creating {
+        field.createable
+    } else {
+        field.updateable
+    };
     if !allowed {
         let (code, verb) = if creating {
             ("INVALID_FIELD_FOR_INSERT_UPDATE", "create")
         } else {
             ("INVALID_FIELD_FOR_INSERT_UPDATE", "update")
         };
-        return Err(SfError::new(
-            code,
-            format!("Unable to {verb} the field: {}", field.name),
-        )
-        .with_fields(vec![field.name.clone()]));
+        return Err(
+            SfError::new(code, format!("Unable to {verb} the field: {}", field.name))
+                .with_fields(vec![field.name.clone()]),
+        );
     }
     Ok(idx)
 }
@@ -45,9 +48,10 @@ pub fn from_json(field: &FieldDef, v: &Json) -> Result<Value, SfError> {
                 .filter(|i| i32::try_from(*i).is_ok())
                 .map(Value::Int)
                 .ok_or_else(|| bad_value(field, &n.to_string())),
-            FieldType::Double | FieldType::Currency | FieldType::Percent => {
-                n.as_f64().map(Value::Double).ok_or_else(|| bad_value(field, &n.to_string()))
-            }
+            FieldType::Double | FieldType::Currency | FieldType::Percent => n
+                .as_f64()
+                .map(Value::Double)
+                .ok_or_else(|| bad_value(field, &n.to_string())),
             // Salesforce coerces numbers into text fields.
             t if t.is_textual() && t != FieldType::Id && t != FieldType::Reference => {
                 from_text(field, &n.to_string())
@@ -106,25 +110,38 @@ pub fn from_text(field: &FieldDef, s: &str) -> Result<Value, SfError> {
             .or_else(|| parse_datetime(s).map(|t| crate::value::to_utc(t).date_naive()))
             .map(Value::Date)
             .ok_or_else(|| bad_value(field, s)),
-        FieldType::Datetime => parse_datetime(s).map(Value::DateTime).ok_or_else(|| bad_value(field, s)),
-        FieldType::Id | FieldType::Reference => ids::normalize(s)
-            .map(Value::text)
-            .ok_or_else(|| {
-                SfError::new("MALFORMED_ID", format!("{}: id value of incorrect type: {s}", field.label))
-                    .with_fields(vec![field.name.clone()])
-            }),
+        FieldType::Datetime => parse_datetime(s)
+            .map(Value::DateTime)
+            .ok_or_else(|| bad_value(field, s)),
+        FieldType::Id | FieldType::Reference => {
+            ids::normalize(s).map(Value::text).ok_or_else(|| {
+                SfError::new(
+                    "MALFORMED_ID",
+                    format!("{}: id value of incorrect type: {s}", field.label),
+                )
+                .with_fields(vec![field.name.clone()])
+            })
+        }
         _ => {
             let len = s.chars().count();
             if len as u32 > field.length {
                 return Err(SfError::new(
                     "STRING_TOO_LONG",
-                    format!("{}: data value too large: {} (max length={})", field.label, preview(s), field.length),
+                    format!(
+                        "{}: data value too large: {} (max length={})",
+                        field.label,
+                        preview(s),
+                        field.length
+                    ),
                 )
                 .with_fields(vec![field.name.clone()]));
             }
             if field.ftype == FieldType::Email && !looks_like_email(s) {
-                return Err(SfError::new("INVALID_EMAIL_ADDRESS", format!("{}: invalid email address: {s}", field.label))
-                    .with_fields(vec![field.name.clone()]));
+                return Err(SfError::new(
+                    "INVALID_EMAIL_ADDRESS",
+                    format!("{}: invalid email address: {s}", field.label),
+                )
+                .with_fields(vec![field.name.clone()]));
             }
             Ok(Value::text(s))
         }
@@ -137,7 +154,12 @@ fn preview(s: &str) -> String {
 
 fn looks_like_email(s: &str) -> bool {
     match s.split_once('@') {
-        Some((local, domain)) => !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !s.contains(' '),
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !s.contains(' ')
+        }
         None => false,
     }
 }
@@ -152,7 +174,10 @@ fn bad_value(field: &FieldDef, s: &str) -> SfError {
     };
     SfError::new(
         "INVALID_TYPE_ON_FIELD_IN_RECORD",
-        format!("{}: value not of required type: {s} ({what} expected)", field.label),
+        format!(
+            "{}: value not of required type: {s} ({what} expected)",
+            field.label
+        ),
     )
     .with_fields(vec![field.name.clone()])
 }
@@ -167,15 +192,40 @@ mod tests {
         let schema = Schema::standard();
         let inv = schema.object("Invoice__c").unwrap();
         let amount = inv.field("Amount__c").unwrap();
-        assert_eq!(from_json(amount, &serde_json::json!(12.5)).unwrap(), Value::Double(12.5));
-        assert_eq!(from_json(amount, &serde_json::json!("12.5")).unwrap(), Value::Double(12.5));
-        assert_eq!(from_json(amount, &serde_json::json!("abc")).unwrap_err().code, "INVALID_TYPE_ON_FIELD_IN_RECORD");
+        assert_eq!(
+            from_json(amount, &serde_json::json!(12.5)).unwrap(),
+            Value::Double(12.5)
+        );
+        assert_eq!(
+            from_json(amount, &serde_json::json!("12.5")).unwrap(),
+            Value::Double(12.5)
+        );
+        assert_eq!(
+            from_json(amount, &serde_json::json!("abc"))
+                .unwrap_err()
+                .code,
+            "INVALID_TYPE_ON_FIELD_IN_RECORD"
+        );
         let name = inv.field("Name").unwrap();
-        assert_eq!(from_text(name, &"x".repeat(81)).unwrap_err().code, "STRING_TOO_LONG");
+        assert_eq!(
+            from_text(name, &"x".repeat(81)).unwrap_err().code,
+            "STRING_TOO_LONG"
+        );
         assert_eq!(from_text(name, "").unwrap(), Value::Null);
         let email = inv.field("Contact_Email__c").unwrap();
-        assert_eq!(from_text(email, "nope").unwrap_err().code, "INVALID_EMAIL_ADDRESS");
-        assert_eq!(writable_field(inv, "Nope__c", true).unwrap_err().code, "INVALID_FIELD");
-        assert_eq!(writable_field(inv, "SystemModstamp", true).unwrap_err().code, "INVALID_FIELD_FOR_INSERT_UPDATE");
+        assert_eq!(
+            from_text(email, "nope").unwrap_err().code,
+            "INVALID_EMAIL_ADDRESS"
+        );
+        assert_eq!(
+            writable_field(inv, "Nope__c", true).unwrap_err().code,
+            "INVALID_FIELD"
+        );
+        assert_eq!(
+            writable_field(inv, "SystemModstamp", true)
+                .unwrap_err()
+                .code,
+            "INVALID_FIELD_FOR_INSERT_UPDATE"
+        );
     }
 }

@@ -125,7 +125,12 @@ impl Org {
             let idx = self.schema.object_index(object).expect("standard object");
             let fields = values
                 .into_iter()
-                .map(|(name, v)| (self.schema.objects[idx].field_index(name).expect("field"), v))
+                .map(|(name, v)| {
+                    (
+                        self.schema.objects[idx].field_index(name).expect("field"),
+                        v,
+                    )
+                })
                 .collect();
             self.stage_system_create(&mut txn, idx, fields);
         }
@@ -142,7 +147,9 @@ impl Org {
     }
 
     pub fn object_index(&self, name: &str) -> Result<usize, SfError> {
-        self.schema.object_index(name).ok_or_else(|| SfError::invalid_type(name))
+        self.schema
+            .object_index(name)
+            .ok_or_else(|| SfError::invalid_type(name))
     }
 
     /// Reads the committed tables. Keep the closure short: commits wait for it.
@@ -168,7 +175,10 @@ impl Org {
 
     /// Sequence number of the committed record whose unique external id equals `value`.
     pub fn find_by_external_id(&self, object: usize, field: usize, value: &str) -> Option<u64> {
-        self.tables.read()[object].external_ids.get(&(field, value.to_string())).copied()
+        self.tables.read()[object]
+            .external_ids
+            .get(&(field, value.to_string()))
+            .copied()
     }
 
     /// Count of committed records, deleted ones excluded unless `all`.
@@ -213,12 +223,17 @@ impl Org {
         let table = &mut tables[object];
         let mut purged = 0;
         for slot in table.rows.iter_mut() {
-            if slot.as_ref().is_some_and(|r| is_deleted(r)) {
+            if slot.as_ref().is_some_and(is_deleted) {
                 *slot = None;
                 purged += 1;
             }
         }
-        table.external_ids.retain(|_, seq| table.rows.get(*seq as usize - 1).is_some_and(|r| r.is_some()));
+        table.external_ids.retain(|_, seq| {
+            table
+                .rows
+                .get(*seq as usize - 1)
+                .is_some_and(|r| r.is_some())
+        });
         table.purged_through = Some(now);
         purged
     }
@@ -241,7 +256,13 @@ impl Org {
     /// path. Each row gets its Id, and its stamps from `stamp(seq)`; rows hold every field.
     pub fn load(&self, object: usize, rows: impl IntoIterator<Item = (Vec<Value>, i64)>) -> usize {
         let def = &self.schema.objects[object];
-        let unique: Vec<usize> = def.fields.iter().enumerate().filter(|(_, f)| f.unique).map(|(i, _)| i).collect();
+        let unique: Vec<usize> = def
+            .fields
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.unique)
+            .map(|(i, _)| i)
+            .collect();
         let mut next = self.next_seq.lock();
         let mut tables = self.tables.write();
         let table = &mut tables[object];
@@ -251,10 +272,17 @@ impl Org {
             next[object] += 1;
             row[F_ID] = Value::text(ids::make(&def.key_prefix, seq));
             row[F_IS_DELETED] = Value::Bool(false);
-            for i in [crate::schema::F_CREATED_DATE, crate::schema::F_LAST_MODIFIED_DATE, F_SYSTEM_MODSTAMP] {
+            for i in [
+                crate::schema::F_CREATED_DATE,
+                crate::schema::F_LAST_MODIFIED_DATE,
+                F_SYSTEM_MODSTAMP,
+            ] {
                 row[i] = Value::DateTime(stamp);
             }
-            for i in [crate::schema::F_CREATED_BY_ID, crate::schema::F_LAST_MODIFIED_BY_ID] {
+            for i in [
+                crate::schema::F_CREATED_BY_ID,
+                crate::schema::F_LAST_MODIFIED_BY_ID,
+            ] {
                 row[i] = Value::text(self.admin_user_id.clone());
             }
             for &u in &unique {

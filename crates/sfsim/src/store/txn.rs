@@ -5,8 +5,8 @@ use super::{is_deleted, now_secs, Org, Record};
 use crate::error::SfError;
 use crate::ids;
 use crate::schema::{
-    FieldType, ObjectDef, F_CREATED_BY_ID, F_CREATED_DATE, F_ID, F_IS_DELETED, F_LAST_MODIFIED_BY_ID,
-    F_LAST_MODIFIED_DATE, F_SYSTEM_MODSTAMP,
+    FieldType, ObjectDef, F_CREATED_BY_ID, F_CREATED_DATE, F_ID, F_IS_DELETED,
+    F_LAST_MODIFIED_BY_ID, F_LAST_MODIFIED_DATE, F_SYSTEM_MODSTAMP,
 };
 use crate::value::Value;
 use std::sync::Arc;
@@ -14,10 +14,24 @@ use std::time::Duration;
 
 #[derive(Debug)]
 pub enum WriteOp {
-    Create { object: usize, seq: u64, values: Vec<(usize, Value)> },
-    Update { object: usize, seq: u64, values: Vec<(usize, Value)> },
-    Delete { object: usize, seq: u64 },
-    Undelete { object: usize, seq: u64 },
+    Create {
+        object: usize,
+        seq: u64,
+        values: Vec<(usize, Value)>,
+    },
+    Update {
+        object: usize,
+        seq: u64,
+        values: Vec<(usize, Value)>,
+    },
+    Delete {
+        object: usize,
+        seq: u64,
+    },
+    Undelete {
+        object: usize,
+        seq: u64,
+    },
 }
 
 /// An open write transaction. Dropping it without [`Org::commit`] or [`Org::rollback`] leaves it
@@ -46,7 +60,13 @@ impl Org {
         t.opened_total += 1;
         let id = t.next_id;
         t.started.insert(id, start);
-        Txn { id, start, ops: vec![], locked: vec![], reserved_external_ids: vec![] }
+        Txn {
+            id,
+            start,
+            ops: vec![],
+            locked: vec![],
+            reserved_external_ids: vec![],
+        }
     }
 
     fn writable_object(&self, object: usize) -> Result<&ObjectDef, SfError> {
@@ -80,6 +100,26 @@ impl Org {
     /// Checks lookups point at live records of the right object, and unique external ids are
     /// free (reserving them for this transaction).
     fn check_values(
+        &self,
+        txn: &mut Txn,
+        object: usize,
+        seq: u64,
+        values: &[(usize, Value)],
+    ) -> Result<(), SfError> {
+        let reserved_before = txn.reserved_external_ids.len();
+        let result = self.check_values_inner(txn, object, seq, values);
+        if result.is_err() {
+            // A rejected write must not keep the external ids it reserved: the transaction may
+            // still commit its other records (allOrNone=false), and the value must stay free.
+            let mut tables = self.tables.write();
+            for (object, key) in txn.reserved_external_ids.drain(reserved_before..) {
+                tables[object].external_ids.remove(&key);
+            }
+        }
+        result
+    }
+
+    fn check_values_inner(
         &self,
         txn: &mut Txn,
         object: usize,
@@ -137,18 +177,28 @@ impl Org {
 
     fn missing_required(def: &ObjectDef, names: Vec<String>) -> SfError {
         let _ = def;
-        SfError::new("REQUIRED_FIELD_MISSING", format!("Required fields are missing: [{}]", names.join(", ")))
-            .with_fields(names)
+        SfError::new(
+            "REQUIRED_FIELD_MISSING",
+            format!("Required fields are missing: [{}]", names.join(", ")),
+        )
+        .with_fields(names)
     }
 
     /// Stages a create; answers the new record's Id at once, though it is visible only at commit.
-    pub fn create(&self, txn: &mut Txn, object: usize, values: Vec<(usize, Value)>) -> Result<String, SfError> {
+    pub fn create(
+        &self,
+        txn: &mut Txn,
+        object: usize,
+        values: Vec<(usize, Value)>,
+    ) -> Result<String, SfError> {
         let def = self.writable_object(object)?;
         let missing: Vec<String> = def
             .fields
             .iter()
             .enumerate()
-            .filter(|(i, f)| f.required_on_create() && !values.iter().any(|(vi, v)| vi == i && !v.is_null()))
+            .filter(|(i, f)| {
+                f.required_on_create() && !values.iter().any(|(vi, v)| vi == i && !v.is_null())
+            })
             .map(|(_, f)| f.name.clone())
             .collect();
         if !missing.is_empty() {
@@ -163,19 +213,32 @@ impl Org {
         let id = ids::make(&def.key_prefix, seq);
         self.check_values(txn, object, seq, &values)?;
         self.lock(txn, object, seq, &id)?;
-        txn.ops.push(WriteOp::Create { object, seq, values });
+        txn.ops.push(WriteOp::Create {
+            object,
+            seq,
+            values,
+        });
         Ok(id)
     }
 
     /// Seeds records that are not createable by clients (User, Organization).
-    pub(super) fn stage_system_create(&self, txn: &mut Txn, object: usize, values: Vec<(usize, Value)>) {
+    pub(super) fn stage_system_create(
+        &self,
+        txn: &mut Txn,
+        object: usize,
+        values: Vec<(usize, Value)>,
+    ) {
         let seq = {
             let mut next = self.next_seq.lock();
             let s = next[object];
             next[object] += 1;
             s
         };
-        txn.ops.push(WriteOp::Create { object, seq, values });
+        txn.ops.push(WriteOp::Create {
+            object,
+            seq,
+            values,
+        });
     }
 
     fn live_seq(&self, object: usize, id: &str) -> Result<u64, SfError> {
@@ -186,19 +249,30 @@ impl Org {
             return Err(SfError::malformed_id(&def.name, id));
         }
         match self.read(|t| t[object].get(seq).map(is_deleted)) {
-            None => Err(SfError::new("ENTITY_IS_DELETED", "entity is deleted").with_fields(vec![]))
-                .or_else(|e| if self.read(|t| t[object].len() as u64) < seq { Err(SfError::not_found()) } else { Err(e) }),
-            Some(true) => Err(SfError::new("ENTITY_IS_DELETED", "entity is deleted")),
             Some(false) => Ok(seq),
+            Some(true) => Err(SfError::new("ENTITY_IS_DELETED", "entity is deleted")),
+            // Never committed (or still uncommitted) is NOT_FOUND; purged from the bin is deleted.
+            None if self.read(|t| t[object].len() as u64) < seq => Err(SfError::not_found()),
+            None => Err(SfError::new("ENTITY_IS_DELETED", "entity is deleted")),
         }
     }
 
-    pub fn update(&self, txn: &mut Txn, object: usize, id: &str, values: Vec<(usize, Value)>) -> Result<(), SfError> {
+    pub fn update(
+        &self,
+        txn: &mut Txn,
+        object: usize,
+        id: &str,
+        values: Vec<(usize, Value)>,
+    ) -> Result<(), SfError> {
         let def = self.writable_object(object)?;
         let seq = self.live_seq(object, id)?;
         let nulled: Vec<String> = values
             .iter()
-            .filter(|(i, v)| v.is_null() && !def.fields[*i].nillable && def.fields[*i].ftype != FieldType::Boolean)
+            .filter(|(i, v)| {
+                v.is_null()
+                    && !def.fields[*i].nillable
+                    && def.fields[*i].ftype != FieldType::Boolean
+            })
             .map(|(i, _)| def.fields[*i].name.clone())
             .collect();
         if !nulled.is_empty() {
@@ -206,7 +280,11 @@ impl Org {
         }
         self.lock(txn, object, seq, id)?;
         self.check_values(txn, object, seq, &values)?;
-        txn.ops.push(WriteOp::Update { object, seq, values });
+        txn.ops.push(WriteOp::Update {
+            object,
+            seq,
+            values,
+        });
         Ok(())
     }
 
@@ -223,7 +301,10 @@ impl Org {
         let id18 = ids::normalize(id).ok_or_else(|| SfError::malformed_id(&def.name, id))?;
         let (_, seq) = ids::parse(&id18).ok_or_else(SfError::not_found)?;
         if self.read(|t| t[object].get(seq).map(is_deleted)) != Some(true) {
-            return Err(SfError::new("UNDELETE_FAILED", "Entity is not in the recycle bin"));
+            return Err(SfError::new(
+                "UNDELETE_FAILED",
+                "Entity is not in the recycle bin",
+            ));
         }
         self.lock(txn, object, seq, id)?;
         txn.ops.push(WriteOp::Undelete { object, seq });
@@ -237,12 +318,22 @@ impl Org {
             let mut tables = self.tables.write();
             for op in &txn.ops {
                 match op {
-                    WriteOp::Create { object, seq, values } => {
+                    WriteOp::Create {
+                        object,
+                        seq,
+                        values,
+                    } => {
                         let def = &self.schema.objects[*object];
                         let mut row: Vec<Value> = def
                             .fields
                             .iter()
-                            .map(|f| if f.ftype == FieldType::Boolean { Value::Bool(false) } else { Value::Null })
+                            .map(|f| {
+                                if f.ftype == FieldType::Boolean {
+                                    Value::Bool(false)
+                                } else {
+                                    Value::Null
+                                }
+                            })
                             .collect();
                         row[F_ID] = Value::text(ids::make(&def.key_prefix, *seq));
                         row[F_CREATED_DATE] = stamp.clone();
@@ -262,13 +353,20 @@ impl Org {
                         }
                         table.rows[slot] = Some(Record::from(row));
                     }
-                    WriteOp::Update { object, seq, values } => {
+                    WriteOp::Update {
+                        object,
+                        seq,
+                        values,
+                    } => {
                         let def = &self.schema.objects[*object];
                         let table = &mut tables[*object];
-                        let Some(Some(current)) = table.rows.get(*seq as usize - 1) else { continue };
+                        let Some(Some(current)) = table.rows.get(*seq as usize - 1) else {
+                            continue;
+                        };
                         let mut row = current.to_vec();
                         for (i, v) in values {
-                            if let Some(Value::Text(old)) = def.fields[*i].unique.then(|| &row[*i]) {
+                            if let Some(Value::Text(old)) = def.fields[*i].unique.then(|| &row[*i])
+                            {
                                 table.external_ids.remove(&(*i, old.to_string()));
                             }
                             row[*i] = v.clone();
@@ -283,7 +381,9 @@ impl Org {
                     WriteOp::Delete { object, seq } | WriteOp::Undelete { object, seq } => {
                         let deleted = matches!(op, WriteOp::Delete { .. });
                         let table = &mut tables[*object];
-                        let Some(Some(current)) = table.rows.get(*seq as usize - 1) else { continue };
+                        let Some(Some(current)) = table.rows.get(*seq as usize - 1) else {
+                            continue;
+                        };
                         let mut row = current.to_vec();
                         row[F_IS_DELETED] = Value::Bool(deleted);
                         stamp_row(&mut row, &stamp, &self.admin_user_id);
@@ -351,7 +451,9 @@ fn apply_defaults(def: &ObjectDef, seq: u64, row: &mut [Value]) {
     let idx = |name: &str| def.field_index(name);
     match def.name.as_str() {
         "Contact" => {
-            if let (Some(n), Some(first), Some(last)) = (idx("Name"), idx("FirstName"), idx("LastName")) {
+            if let (Some(n), Some(first), Some(last)) =
+                (idx("Name"), idx("FirstName"), idx("LastName"))
+            {
                 let joined = [row[first].as_str(), row[last].as_str()]
                     .into_iter()
                     .flatten()
@@ -423,7 +525,10 @@ mod tests {
         let mut t1 = org.begin();
         let mut t2 = org.begin();
         org.update(&mut t1, a, &id, vec![]).unwrap();
-        assert_eq!(org.update(&mut t2, a, &id, vec![]).unwrap_err().code, "UNABLE_TO_LOCK_ROW");
+        assert_eq!(
+            org.update(&mut t2, a, &id, vec![]).unwrap_err().code,
+            "UNABLE_TO_LOCK_ROW"
+        );
         org.rollback(t1);
         org.update(&mut t2, a, &id, vec![]).unwrap();
         org.commit(t2);
@@ -443,7 +548,10 @@ mod tests {
         assert_eq!(org.count(a, false), 0);
         assert_eq!(org.count(a, true), 1);
         let mut txn = org.begin();
-        assert_eq!(org.delete(&mut txn, a, &id).unwrap_err().code, "ENTITY_IS_DELETED");
+        assert_eq!(
+            org.delete(&mut txn, a, &id).unwrap_err().code,
+            "ENTITY_IS_DELETED"
+        );
         org.undelete(&mut txn, a, &id).unwrap();
         org.commit(txn);
         assert!(!is_deleted(&org.get_by_id(a, &id).unwrap()));
@@ -460,11 +568,44 @@ mod tests {
         let mut t1 = org.begin();
         org.create(&mut t1, inv, vals()).unwrap();
         let mut t2 = org.begin();
-        assert_eq!(org.create(&mut t2, inv, vals()).unwrap_err().code, "DUPLICATE_VALUE");
+        assert_eq!(
+            org.create(&mut t2, inv, vals()).unwrap_err().code,
+            "DUPLICATE_VALUE"
+        );
         org.rollback(t1);
         org.create(&mut t2, inv, vals()).unwrap();
         org.commit(t2);
         assert!(org.find_by_external_id(inv, ext, "E-1").is_some());
+    }
+
+    #[test]
+    fn a_rejected_create_releases_the_external_ids_it_reserved() {
+        let org = Org::new(Schema::standard());
+        let inv = org.schema.object_index("Invoice__c").unwrap();
+        let def = &org.schema.objects[inv];
+        let name = def.field_index("Name").unwrap();
+        let ext = def.field_index("External_Id__c").unwrap();
+        let acct = def.field_index("Account__c").unwrap();
+        let mut txn = org.begin();
+        let bad = vec![
+            (name, Value::text("INV-1")),
+            (ext, Value::text("E-9")),
+            (acct, Value::text(ids::make("001", 999))),
+        ];
+        assert_eq!(
+            org.create(&mut txn, inv, bad).unwrap_err().code,
+            "FIELD_INTEGRITY_EXCEPTION"
+        );
+        org.commit(txn);
+        assert_eq!(org.find_by_external_id(inv, ext, "E-9"), None);
+        let mut txn = org.begin();
+        org.create(
+            &mut txn,
+            inv,
+            vec![(name, Value::text("INV-2")), (ext, Value::text("E-9"))],
+        )
+        .unwrap();
+        org.commit(txn);
     }
 
     #[test]
@@ -476,7 +617,14 @@ mod tests {
         let acct = def.field_index("AccountId").unwrap();
         let mut txn = org.begin();
         let err = org
-            .create(&mut txn, c, vec![(last, Value::text("X")), (acct, Value::text(ids::make("001", 999)))])
+            .create(
+                &mut txn,
+                c,
+                vec![
+                    (last, Value::text("X")),
+                    (acct, Value::text(ids::make("001", 999))),
+                ],
+            )
             .unwrap_err();
         assert_eq!(err.code, "FIELD_INTEGRITY_EXCEPTION");
         org.rollback(txn);
