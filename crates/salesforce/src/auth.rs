@@ -16,14 +16,31 @@ use crate::secret::Secret;
 #[derive(Clone, Debug)]
 pub enum Credentials {
     /// `grant_type=password`; `password` is the password with the security token appended.
-    Password { username: String, password: Secret, client_id: String, client_secret: Secret },
+    Password {
+        username: String,
+        password: Secret,
+        client_id: String,
+        client_secret: Secret,
+    },
     /// `grant_type=client_credentials` (the connected app's run-as user).
-    ClientCredentials { client_id: String, client_secret: Secret },
+    ClientCredentials {
+        client_id: String,
+        client_secret: Secret,
+    },
     /// `grant_type=refresh_token`. A rotated refresh token in the answer replaces this one.
-    RefreshToken { client_id: String, client_secret: Option<Secret>, refresh_token: Secret },
+    RefreshToken {
+        client_id: String,
+        client_secret: Option<Secret>,
+        refresh_token: Secret,
+    },
     /// `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer` with an RS256 assertion signed
     /// by `private_key_pem` (PKCS#1 or PKCS#8). `audience` defaults to the login URL.
-    JwtBearer { client_id: String, username: String, private_key_pem: Secret, audience: Option<String> },
+    JwtBearer {
+        client_id: String,
+        username: String,
+        private_key_pem: Secret,
+        audience: Option<String>,
+    },
 }
 
 impl Credentials {
@@ -45,6 +62,14 @@ pub(crate) struct Token {
     pub instance_url: String,
     pub org_id: String,
     pub user_id: String,
+}
+
+impl Token {
+    /// Identifies the org for the long-running cap. The instance URL is part of it so that two
+    /// simulators in one process, which may share an org id, do not share a cap.
+    pub fn org_key(&self) -> String {
+        format!("{} {}", self.instance_url, self.org_id)
+    }
 }
 
 #[derive(Deserialize)]
@@ -90,7 +115,8 @@ impl TokenCache {
         if let Some(token) = &*current {
             return Ok(token.clone());
         }
-        let token = Arc::new(self.login(http).await?);
+        // Boxed: logging in goes through the same request loop that asks for tokens.
+        let token = Arc::new(Box::pin(self.login(http)).await?);
         *current = Some(token.clone());
         Ok(token)
     }
@@ -103,7 +129,8 @@ impl TokenCache {
                 return Ok(token.clone());
             }
         }
-        let token = Arc::new(self.login(http).await?);
+        // Boxed: logging in goes through the same request loop that asks for tokens.
+        let token = Arc::new(Box::pin(self.login(http)).await?);
         *current = Some(token.clone());
         Ok(token)
     }
@@ -115,7 +142,8 @@ impl TokenCache {
     async fn login(&self, http: &Http) -> Result<Token> {
         let credentials = self.credentials.lock().clone();
         let form = self.form(&credentials)?;
-        let body = serde_urlencoded::to_string(&form).map_err(|e| Error::config("cannot encode login").with_source(e))?;
+        let body = serde_urlencoded::to_string(&form)
+            .map_err(|e| Error::config("cannot encode login").with_source(e))?;
         let call = Call {
             method: Method::POST,
             target: Target::Absolute(format!("{}/services/oauth2/token", self.login_url)),
@@ -167,19 +195,31 @@ impl TokenCache {
 
     fn form(&self, credentials: &Credentials) -> Result<Vec<(&'static str, String)>> {
         Ok(match credentials {
-            Credentials::Password { username, password, client_id, client_secret } => vec![
+            Credentials::Password {
+                username,
+                password,
+                client_id,
+                client_secret,
+            } => vec![
                 ("grant_type", "password".into()),
                 ("client_id", client_id.clone()),
                 ("client_secret", client_secret.expose().into()),
                 ("username", username.clone()),
                 ("password", password.expose().into()),
             ],
-            Credentials::ClientCredentials { client_id, client_secret } => vec![
+            Credentials::ClientCredentials {
+                client_id,
+                client_secret,
+            } => vec![
                 ("grant_type", "client_credentials".into()),
                 ("client_id", client_id.clone()),
                 ("client_secret", client_secret.expose().into()),
             ],
-            Credentials::RefreshToken { client_id, client_secret, refresh_token } => {
+            Credentials::RefreshToken {
+                client_id,
+                client_secret,
+                refresh_token,
+            } => {
                 let mut form = vec![
                     ("grant_type", "refresh_token".into()),
                     ("refresh_token", refresh_token.expose().into()),
@@ -190,11 +230,19 @@ impl TokenCache {
                 }
                 form
             }
-            Credentials::JwtBearer { client_id, username, private_key_pem, audience } => {
+            Credentials::JwtBearer {
+                client_id,
+                username,
+                private_key_pem,
+                audience,
+            } => {
                 let audience = audience.as_deref().unwrap_or(&self.login_url);
                 let assertion = jwt_assertion(client_id, username, audience, private_key_pem)?;
                 vec![
-                    ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer".into()),
+                    (
+                        "grant_type",
+                        "urn:ietf:params:oauth:grant-type:jwt-bearer".into(),
+                    ),
                     ("assertion", assertion.expose().into()),
                 ]
             }
@@ -203,14 +251,24 @@ impl TokenCache {
 }
 
 /// The RS256 assertion of the JWT bearer flow, valid for three minutes as Salesforce advises.
-pub(crate) fn jwt_assertion(client_id: &str, username: &str, audience: &str, key_pem: &Secret) -> Result<Secret> {
+pub(crate) fn jwt_assertion(
+    client_id: &str,
+    username: &str,
+    audience: &str,
+    key_pem: &Secret,
+) -> Result<Secret> {
     let key = jsonwebtoken::EncodingKey::from_rsa_pem(key_pem.expose().as_bytes())
         .map_err(|_| Error::config("jwt private key is not an RSA PEM key"))?;
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() + 180)
         .unwrap_or(0);
-    let claims = JwtClaims { iss: client_id, sub: username, aud: audience, exp };
+    let claims = JwtClaims {
+        iss: client_id,
+        sub: username,
+        aud: audience,
+        exp,
+    };
     let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     jsonwebtoken::encode(&header, &claims, &key)
         .map(Secret::new)
@@ -226,13 +284,19 @@ mod tests {
 
     #[test]
     fn jwt_assertion_is_rs256_with_salesforce_claims() {
-        let jwt = jwt_assertion("consumer-key", "admin@example.com", "https://login.salesforce.com", &Secret::new(KEY))
-            .unwrap();
+        let jwt = jwt_assertion(
+            "consumer-key",
+            "admin@example.com",
+            "https://login.salesforce.com",
+            &Secret::new(KEY),
+        )
+        .unwrap();
         let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
         validation.set_audience(&["https://login.salesforce.com"]);
         validation.set_issuer(&["consumer-key"]);
         let key = jsonwebtoken::DecodingKey::from_rsa_pem(PUB.as_bytes()).unwrap();
-        let data = jsonwebtoken::decode::<serde_json::Value>(jwt.expose(), &key, &validation).unwrap();
+        let data =
+            jsonwebtoken::decode::<serde_json::Value>(jwt.expose(), &key, &validation).unwrap();
         assert_eq!(data.claims["sub"], "admin@example.com");
         assert_eq!(data.header.alg, jsonwebtoken::Algorithm::RS256);
     }

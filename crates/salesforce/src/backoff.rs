@@ -17,7 +17,11 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Backoff {
-        Backoff { base: Duration::from_millis(500), cap: Duration::from_secs(30), max_attempts: 6 }
+        Backoff {
+            base: Duration::from_millis(500),
+            cap: Duration::from_secs(30),
+            max_attempts: 6,
+        }
     }
 }
 
@@ -45,7 +49,10 @@ pub struct PollSchedule {
 
 impl Default for PollSchedule {
     fn default() -> PollSchedule {
-        PollSchedule { initial: Duration::from_millis(500), max: Duration::from_secs(15) }
+        PollSchedule {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(15),
+        }
     }
 }
 
@@ -68,7 +75,11 @@ mod tests {
 
     #[test]
     fn grows_exponentially_up_to_the_cap() {
-        let b = Backoff { base: Duration::from_millis(100), cap: Duration::from_secs(2), max_attempts: 10 };
+        let b = Backoff {
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(2),
+            max_attempts: 10,
+        };
         assert_eq!(b.ceiling(0), Duration::from_millis(100));
         assert_eq!(b.ceiling(1), Duration::from_millis(200));
         assert_eq!(b.ceiling(3), Duration::from_millis(800));
@@ -76,7 +87,10 @@ mod tests {
         assert_eq!(b.ceiling(1000), Duration::from_secs(2));
         for retry in 0..40 {
             let d = b.delay(retry);
-            assert!(d >= b.ceiling(retry) / 2 && d <= b.ceiling(retry), "{retry}: {d:?}");
+            assert!(
+                d >= b.ceiling(retry) / 2 && d <= b.ceiling(retry),
+                "{retry}: {d:?}"
+            );
         }
     }
 
@@ -89,7 +103,10 @@ mod tests {
 
     #[test]
     fn polling_slows_down_to_max() {
-        let p = PollSchedule { initial: Duration::from_millis(100), max: Duration::from_secs(1) };
+        let p = PollSchedule {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
         assert_eq!(p.interval(0), Duration::from_millis(100));
         assert_eq!(p.interval(1), Duration::from_millis(150));
         assert_eq!(p.interval(30), Duration::from_secs(1));

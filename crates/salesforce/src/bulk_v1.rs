@@ -50,7 +50,10 @@ impl BatchState {
     }
 
     pub fn is_terminal(&self) -> bool {
-        matches!(self, BatchState::Completed | BatchState::Failed | BatchState::NotProcessed)
+        matches!(
+            self,
+            BatchState::Completed | BatchState::Failed | BatchState::NotProcessed
+        )
     }
 }
 
@@ -71,7 +74,10 @@ impl BatchInfo {
             job_id: get("jobId").unwrap_or_default(),
             state: BatchState::parse(map.get("state").map(String::as_str).unwrap_or("")),
             state_message: get("stateMessage").filter(|m| !m.is_empty()),
-            records_processed: map.get("numberRecordsProcessed").and_then(|n| n.parse().ok()).unwrap_or(0),
+            records_processed: map
+                .get("numberRecordsProcessed")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
         })
     }
 
@@ -91,6 +97,7 @@ pub struct BulkV1Job {
     id: String,
     object: String,
     batches: Vec<BatchInfo>,
+    pk_chunked: bool,
 }
 
 #[derive(Deserialize)]
@@ -114,19 +121,30 @@ impl Client {
             "contentType": "CSV",
             "concurrencyMode": "Parallel",
         });
-        let mut call = Call::get("bulk_v1.job", Auth::Session, self.async_path("job")).json(Method::POST, &body)?;
+        let mut call = Call::new("bulk_v1.job", Auth::Session, self.async_path("job"))
+            .json(Method::POST, &body)?;
         call = call.not_idempotent();
         if let Some(size) = options.pk_chunking {
             call = call.header("sforce-enable-pkchunking", &format!("chunkSize={size}"));
         }
         let (headers, body) = self.bytes(&call).await?;
         let job_id = parse_job_id(&headers, &body)?;
-        let mut job = BulkV1Job { client: self.clone(), id: job_id, object: object.to_owned(), batches: vec![] };
+        let mut job = BulkV1Job {
+            client: self.clone(),
+            id: job_id,
+            object: object.to_owned(),
+            batches: vec![],
+            pk_chunked: options.pk_chunking.is_some(),
+        };
         for soql in soqls {
             // Resending a batch would run its window twice; only resend what never arrived.
-            let call = Call::get("bulk_v1.batch", Auth::Session, self.async_path(&format!("job/{}/batch", job.id)))
-                .with_body(Method::POST, soql.clone(), "text/csv")
-                .not_idempotent();
+            let call = Call::new(
+                "bulk_v1.batch",
+                Auth::Session,
+                self.async_path(&format!("job/{}/batch", job.id)),
+            )
+            .with_body(Method::POST, soql.clone(), "text/csv")
+            .not_idempotent();
             let (headers, body) = self.bytes(&call).await?;
             let batch = parse_batches(&headers, &body)?
                 .into_iter()
@@ -136,6 +154,23 @@ impl Client {
         }
         job.set_state("Closed").await?;
         tracing::info!(job_id = %job.id, object, batches = job.batches.len(), "bulk v1 job submitted");
+        Ok(job)
+    }
+}
+
+impl Client {
+    /// A handle on an existing Bulk 1.0 job (e.g. one submitted before a restart), with its
+    /// batches in the order the server lists them.
+    pub async fn bulk_v1_job(&self, id: &str, object: &str) -> Result<BulkV1Job> {
+        let mut job = BulkV1Job {
+            client: self.clone(),
+            id: id.to_owned(),
+            object: object.to_owned(),
+            batches: vec![],
+            pk_chunked: false,
+        };
+        // Listed batches already include any PK chunks; NotProcessed originals stream nothing.
+        job.batches = job.list_batches().await?;
         Ok(job)
     }
 }
@@ -156,15 +191,27 @@ impl BulkV1Job {
 
     /// Every batch of the job as the server lists it now (with PK chunking, the chunk batches).
     pub async fn list_batches(&self) -> Result<Vec<BatchInfo>> {
-        let call = Call::get("bulk_v1.batches", Auth::Session, self.client.async_path(&format!("job/{}/batch", self.id)));
+        let call = Call::new(
+            "bulk_v1.batches",
+            Auth::Session,
+            self.client.async_path(&format!("job/{}/batch", self.id)),
+        );
         let (headers, body) = self.client.bytes(&call).await?;
         parse_batches(&headers, &body)
     }
 
     pub async fn batch_info(&self, batch_id: &str) -> Result<BatchInfo> {
-        let path = self.client.async_path(&format!("job/{}/batch/{batch_id}", self.id));
-        let (headers, body) = self.client.bytes(&Call::get("bulk_v1.batch_info", Auth::Session, path)).await?;
-        parse_batches(&headers, &body)?.into_iter().next().ok_or_else(|| Error::protocol("no batchInfo"))
+        let path = self
+            .client
+            .async_path(&format!("job/{}/batch/{batch_id}", self.id));
+        let (headers, body) = self
+            .client
+            .bytes(&Call::new("bulk_v1.batch_info", Auth::Session, path))
+            .await?;
+        parse_batches(&headers, &body)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::protocol("no batchInfo"))
     }
 
     /// Polls the batch until it is Completed, Failed or NotProcessed. A Failed batch is an error
@@ -182,8 +229,11 @@ impl BulkV1Job {
                 return Ok(info);
             }
             if started.elapsed() > config.bulk_timeout {
-                return Err(Error::new(ErrorKind::Transient, format!("batch {batch_id} still {:?}", info.state))
-                    .with_route("bulk_v1.batch"));
+                return Err(Error::new(
+                    ErrorKind::Transient,
+                    format!("batch {batch_id} still {:?}", info.state),
+                )
+                .with_route("bulk_v1.batch"));
             }
             let wait = config.poll.interval(poll);
             tracing::trace!(batch_id, state = ?info.state, wait_ms = wait.as_millis() as u64, "batch not done");
@@ -194,9 +244,15 @@ impl BulkV1Job {
 
     /// The result ids of a completed batch.
     pub async fn result_ids(&self, batch_id: &str) -> Result<Vec<String>> {
-        let path = self.client.async_path(&format!("job/{}/batch/{batch_id}/result", self.id));
-        let (headers, body) = self.client.bytes(&Call::get("bulk_v1.result_list", Auth::Session, path)).await?;
-        let text = std::str::from_utf8(&body).map_err(|_| Error::protocol("result list is not utf-8"))?;
+        let path = self
+            .client
+            .async_path(&format!("job/{}/batch/{batch_id}/result", self.id));
+        let (headers, body) = self
+            .client
+            .bytes(&Call::new("bulk_v1.result_list", Auth::Session, path))
+            .await?;
+        let text =
+            std::str::from_utf8(&body).map_err(|_| Error::protocol("result list is not utf-8"))?;
         if is_json(&headers) {
             serde_json::from_str(text).map_err(|e| Error::protocol(format!("bad result list: {e}")))
         } else {
@@ -211,18 +267,66 @@ impl BulkV1Job {
         let batch_id = batch_id.to_owned();
         PagedCsv::after(self.client.clone(), async move {
             let info = job.wait_batch(&batch_id).await?;
-            let result_ids =
-                if info.state == BatchState::Completed { job.result_ids(&batch_id).await? } else { vec![] };
+            let result_ids = if info.state == BatchState::Completed {
+                job.result_ids(&batch_id).await?
+            } else {
+                vec![]
+            };
             let expected = (info.state == BatchState::Completed).then_some(info.records_processed);
-            Ok((Pages::V1 { job_id: job.id.clone(), batch_id, result_ids, idx: 0 }, expected))
+            Ok((
+                Pages::V1 {
+                    job_id: job.id.clone(),
+                    batch_id,
+                    result_ids,
+                    idx: 0,
+                },
+                expected,
+            ))
         })
     }
 
-    /// Streams every submitted batch in submission order.
+    /// Streams every batch in submission order. With PK chunking, waits for Salesforce to split
+    /// the submitted batches and streams the chunk batches instead, in the order listed.
     pub fn stream(&self) -> RecordStream {
         let job = self.clone();
-        let ids: Vec<String> = self.batches.iter().map(|b| b.id.clone()).collect();
-        Box::pin(futures::stream::iter(ids).flat_map(move |id| job.stream_batch(&id)))
+        let ids = futures::stream::once(async move {
+            let ids: Result<Vec<String>> = if job.pk_chunked {
+                job.chunk_batch_ids().await
+            } else {
+                Ok(job.batches.iter().map(|b| b.id.clone()).collect())
+            };
+            (job, ids)
+        });
+        let batches = ids.flat_map(|(job, ids)| match ids {
+            Ok(ids) => {
+                Box::pin(futures::stream::iter(ids).flat_map(move |id| job.stream_batch(&id)))
+                    as RecordStream
+            }
+            Err(e) => Box::pin(futures::stream::once(async move { Err(e) })),
+        });
+        crate::stop_after_error(Box::pin(batches))
+    }
+
+    /// The batches PK chunking made: every listed batch but the submitted ones, once those have
+    /// become NotProcessed (a submitted batch that ran anyway is kept).
+    async fn chunk_batch_ids(&self) -> Result<Vec<String>> {
+        let mut keep = Vec::new();
+        for batch in &self.batches {
+            let info = self.wait_batch(&batch.id).await?;
+            if info.state != BatchState::NotProcessed {
+                keep.push(batch.id.clone());
+            }
+        }
+        let submitted: std::collections::HashSet<&str> =
+            self.batches.iter().map(|b| b.id.as_str()).collect();
+        keep.extend(
+            self.list_batches()
+                .await?
+                .into_iter()
+                .filter(|b| !submitted.contains(b.id.as_str()))
+                .map(|b| b.id),
+        );
+        Ok(keep)
     }
 
     pub async fn abort(&self) -> Result<()> {
@@ -230,8 +334,12 @@ impl BulkV1Job {
     }
 
     async fn set_state(&self, state: &str) -> Result<()> {
-        let call = Call::get("bulk_v1.job_state", Auth::Session, self.client.async_path(&format!("job/{}", self.id)))
-            .json(Method::POST, &serde_json::json!({ "state": state }))?;
+        let call = Call::new(
+            "bulk_v1.job_state",
+            Auth::Session,
+            self.client.async_path(&format!("job/{}", self.id)),
+        )
+        .json(Method::POST, &serde_json::json!({ "state": state }))?;
         self.client.bytes(&call).await?;
         Ok(())
     }
@@ -247,7 +355,8 @@ fn is_json(headers: &HeaderMap) -> bool {
 fn parse_job_id(headers: &HeaderMap, body: &[u8]) -> Result<String> {
     let text = std::str::from_utf8(body).map_err(|_| Error::protocol("job answer is not utf-8"))?;
     if is_json(headers) {
-        let doc: JobDoc = serde_json::from_str(text).map_err(|e| Error::protocol(format!("bad jobInfo: {e}")))?;
+        let doc: JobDoc =
+            serde_json::from_str(text).map_err(|e| Error::protocol(format!("bad jobInfo: {e}")))?;
         Ok(doc.id)
     } else {
         xml::groups(text, "jobInfo")?
@@ -258,10 +367,11 @@ fn parse_job_id(headers: &HeaderMap, body: &[u8]) -> Result<String> {
 }
 
 fn parse_batches(headers: &HeaderMap, body: &[u8]) -> Result<Vec<BatchInfo>> {
-    let text = std::str::from_utf8(body).map_err(|_| Error::protocol("batch answer is not utf-8"))?;
+    let text =
+        std::str::from_utf8(body).map_err(|_| Error::protocol("batch answer is not utf-8"))?;
     if is_json(headers) {
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| Error::protocol(format!("bad batchInfo: {e}")))?;
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| Error::protocol(format!("bad batchInfo: {e}")))?;
         let items = match value.get("batchInfo") {
             Some(serde_json::Value::Array(items)) => items.clone(),
             _ => vec![value],
@@ -279,7 +389,10 @@ fn parse_batches(headers: &HeaderMap, body: &[u8]) -> Result<Vec<BatchInfo>> {
             })
             .collect()
     } else {
-        xml::groups(text, "batchInfo")?.iter().map(BatchInfo::from_map).collect()
+        xml::groups(text, "batchInfo")?
+            .iter()
+            .map(BatchInfo::from_map)
+            .collect()
     }
 }
 
@@ -290,7 +403,10 @@ mod tests {
     #[test]
     fn parses_batch_info_in_both_formats() {
         let mut json = HeaderMap::new();
-        json.insert(reqwest::header::CONTENT_TYPE, "application/json".parse().unwrap());
+        json.insert(
+            reqwest::header::CONTENT_TYPE,
+            "application/json".parse().unwrap(),
+        );
         let b = parse_batches(
             &json,
             br#"{"id":"751A","jobId":"750A","state":"Failed","stateMessage":"InvalidBatch : QUERY_TIMEOUT: too long","numberRecordsProcessed":0}"#,

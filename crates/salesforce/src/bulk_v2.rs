@@ -44,12 +44,23 @@ impl Client {
             "columnDelimiter": "COMMA",
             "lineEnding": "LF",
         });
-        let call = Call::get("bulk_v2.job", Auth::Bearer, self.data_path("jobs/query"))
+        let call = Call::new("bulk_v2.job", Auth::Bearer, self.data_path("jobs/query"))
             .json(Method::POST, &body)?
             .not_idempotent();
         let info: BulkV2JobInfo = self.json(&call).await?;
         tracing::info!(job_id = %info.id, "bulk v2 job created");
-        Ok(BulkV2Job { client: self.clone(), id: info.id })
+        Ok(BulkV2Job {
+            client: self.clone(),
+            id: info.id,
+        })
+    }
+
+    /// A handle on an existing Bulk 2.0 query job, e.g. one created before a restart.
+    pub fn bulk_v2_job(&self, id: &str) -> BulkV2Job {
+        BulkV2Job {
+            client: self.clone(),
+            id: id.to_owned(),
+        }
     }
 }
 
@@ -60,7 +71,9 @@ impl BulkV2Job {
 
     pub async fn info(&self) -> Result<BulkV2JobInfo> {
         let path = self.client.data_path(&format!("jobs/query/{}", self.id));
-        self.client.json(&Call::get("bulk_v2.job_info", Auth::Bearer, path)).await
+        self.client
+            .json(&Call::new("bulk_v2.job_info", Auth::Bearer, path))
+            .await
     }
 
     /// Polls until `JobComplete`. `Failed` and `Aborted` are errors classified from the job's
@@ -74,14 +87,20 @@ impl BulkV2Job {
             match info.state.as_str() {
                 "JobComplete" => return Ok(info),
                 "Failed" | "Aborted" => {
-                    let message = info.error_message.clone().unwrap_or_else(|| format!("job {}", info.state));
+                    let message = info
+                        .error_message
+                        .clone()
+                        .unwrap_or_else(|| format!("job {}", info.state));
                     return Err(Error::from_bulk_state_message(&message).with_route("bulk_v2.job"));
                 }
                 _ => {}
             }
             if started.elapsed() > config.bulk_timeout {
-                return Err(Error::new(ErrorKind::Transient, format!("job {} still {}", self.id, info.state))
-                    .with_route("bulk_v2.job"));
+                return Err(Error::new(
+                    ErrorKind::Transient,
+                    format!("job {} still {}", self.id, info.state),
+                )
+                .with_route("bulk_v2.job"));
             }
             let wait = config.poll.interval(poll);
             tracing::trace!(job_id = %self.id, state = %info.state, wait_ms = wait.as_millis() as u64, "job not done");
@@ -97,7 +116,12 @@ impl BulkV2Job {
         PagedCsv::after(self.client.clone(), async move {
             let info = job.wait().await?;
             Ok((
-                Pages::V2 { job_id: job.id.clone(), locator: None, page_size, last: false },
+                Pages::V2 {
+                    job_id: job.id.clone(),
+                    locator: None,
+                    page_size,
+                    last: false,
+                },
                 info.number_records_processed,
             ))
         })
@@ -105,7 +129,7 @@ impl BulkV2Job {
 
     pub async fn abort(&self) -> Result<()> {
         let path = self.client.data_path(&format!("jobs/query/{}", self.id));
-        let call = Call::get("bulk_v2.job_state", Auth::Bearer, path)
+        let call = Call::new("bulk_v2.job_state", Auth::Bearer, path)
             .json(Method::PATCH, &serde_json::json!({"state": "Aborted"}))?;
         self.client.bytes(&call).await.map(|_| ())
     }
@@ -113,7 +137,7 @@ impl BulkV2Job {
     /// Deletes the job and its results on the server.
     pub async fn delete(&self) -> Result<()> {
         let path = self.client.data_path(&format!("jobs/query/{}", self.id));
-        let mut call = Call::get("bulk_v2.job_delete", Auth::Bearer, path);
+        let mut call = Call::new("bulk_v2.job_delete", Auth::Bearer, path);
         call.method = Method::DELETE;
         self.client.bytes(&call).await.map(|_| ())
     }

@@ -25,7 +25,10 @@ pub struct SObject {
 
 impl SObject {
     pub fn new(sobject_type: impl Into<String>) -> SObject {
-        SObject { sobject_type: sobject_type.into(), fields: Map::new() }
+        SObject {
+            sobject_type: sobject_type.into(),
+            fields: Map::new(),
+        }
     }
 
     pub fn with(mut self, field: impl Into<String>, value: impl Into<Value>) -> SObject {
@@ -35,7 +38,10 @@ impl SObject {
 
     fn to_json(&self) -> Value {
         let mut map = Map::with_capacity(self.fields.len() + 1);
-        map.insert("attributes".into(), serde_json::json!({ "type": self.sobject_type }));
+        map.insert(
+            "attributes".into(),
+            serde_json::json!({ "type": self.sobject_type }),
+        );
         for (k, v) in &self.fields {
             map.insert(k.clone(), v.clone());
         }
@@ -59,11 +65,18 @@ pub struct SaveResult {
 impl SaveResult {
     /// The kind of the first error, through the same table as request errors.
     pub fn error_kind(&self) -> Option<ErrorKind> {
-        self.errors.first().map(|e| crate::kind_for_code(&e.status_code).unwrap_or(ErrorKind::Rejected))
+        self.errors
+            .first()
+            .map(|e| crate::kind_for_code(&e.status_code).unwrap_or(ErrorKind::Rejected))
     }
 
     fn only_row_locks(&self) -> bool {
-        !self.success && !self.errors.is_empty() && self.errors.iter().all(|e| e.status_code == "UNABLE_TO_LOCK_ROW")
+        !self.success
+            && !self.errors.is_empty()
+            && self
+                .errors
+                .iter()
+                .all(|e| e.status_code == "UNABLE_TO_LOCK_ROW")
     }
 }
 
@@ -96,17 +109,28 @@ struct CollectionBody<'a> {
 enum Op<'a> {
     Create,
     Update,
-    Upsert { object: &'a str, external_id_field: &'a str },
+    Upsert {
+        object: &'a str,
+        external_id_field: &'a str,
+    },
 }
 
 impl Client {
     /// `POST /composite/sobjects`.
-    pub async fn create_records(&self, records: &[SObject], all_or_none: bool) -> Result<Vec<SaveResult>> {
+    pub async fn create_records(
+        &self,
+        records: &[SObject],
+        all_or_none: bool,
+    ) -> Result<Vec<SaveResult>> {
         self.collection(Op::Create, records, all_or_none).await
     }
 
     /// `PATCH /composite/sobjects`; every record needs `Id`.
-    pub async fn update_records(&self, records: &[SObject], all_or_none: bool) -> Result<Vec<SaveResult>> {
+    pub async fn update_records(
+        &self,
+        records: &[SObject],
+        all_or_none: bool,
+    ) -> Result<Vec<SaveResult>> {
         self.collection(Op::Update, records, all_or_none).await
     }
 
@@ -118,24 +142,44 @@ impl Client {
         records: &[SObject],
         all_or_none: bool,
     ) -> Result<Vec<SaveResult>> {
-        self.collection(Op::Upsert { object, external_id_field }, records, all_or_none).await
+        self.collection(
+            Op::Upsert {
+                object,
+                external_id_field,
+            },
+            records,
+            all_or_none,
+        )
+        .await
     }
 
     /// `DELETE /composite/sobjects?ids=`.
-    pub async fn delete_records(&self, ids: &[String], all_or_none: bool) -> Result<Vec<SaveResult>> {
+    pub async fn delete_records(
+        &self,
+        ids: &[String],
+        all_or_none: bool,
+    ) -> Result<Vec<SaveResult>> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(MAX_COLLECTION) {
             let mut results = self.delete_chunk(chunk, all_or_none).await?;
             let mut retry = 0;
             loop {
-                let pending: Vec<usize> = (0..results.len()).filter(|&i| results[i].only_row_locks()).collect();
-                if pending.is_empty() || all_or_none || retry + 1 >= self.retry_policy().max_attempts {
+                let pending: Vec<usize> = (0..results.len())
+                    .filter(|&i| results[i].only_row_locks())
+                    .collect();
+                if pending.is_empty()
+                    || all_or_none
+                    || retry + 1 >= self.retry_policy().max_attempts
+                {
                     break;
                 }
                 tokio::time::sleep(self.retry_policy().delay(retry)).await;
                 retry += 1;
                 let again: Vec<String> = pending.iter().map(|&i| chunk[i].clone()).collect();
-                for (i, r) in pending.into_iter().zip(self.delete_chunk(&again, false).await?) {
+                for (i, r) in pending
+                    .into_iter()
+                    .zip(self.delete_chunk(&again, false).await?)
+                {
                     results[i] = r;
                 }
             }
@@ -145,31 +189,51 @@ impl Client {
     }
 
     async fn delete_chunk(&self, ids: &[String], all_or_none: bool) -> Result<Vec<SaveResult>> {
-        let path = self.data_path(&format!("composite/sobjects?ids={}&allOrNone={all_or_none}", ids.join(",")));
-        let mut call = Call::get("composite.delete", Auth::Bearer, path);
+        let path = self.data_path(&format!(
+            "composite/sobjects?ids={}&allOrNone={all_or_none}",
+            ids.join(",")
+        ));
+        let mut call = Call::new("composite.delete", Auth::Bearer, path);
         call.method = Method::DELETE;
         let results: Vec<SaveResult> = self.json(&call).await?;
         check_len(&results, ids.len())?;
         Ok(results)
     }
 
-    async fn collection(&self, op: Op<'_>, records: &[SObject], all_or_none: bool) -> Result<Vec<SaveResult>> {
+    async fn collection(
+        &self,
+        op: Op<'_>,
+        records: &[SObject],
+        all_or_none: bool,
+    ) -> Result<Vec<SaveResult>> {
         let mut out = Vec::with_capacity(records.len());
         for chunk in records.chunks(MAX_COLLECTION) {
             let json: Vec<Value> = chunk.iter().map(SObject::to_json).collect();
             let mut results = self.collection_chunk(op, &json, all_or_none).await?;
             let mut retry = 0;
             loop {
-                let pending: Vec<usize> = (0..results.len()).filter(|&i| results[i].only_row_locks()).collect();
-                if pending.is_empty() || all_or_none || retry + 1 >= self.retry_policy().max_attempts {
+                let pending: Vec<usize> = (0..results.len())
+                    .filter(|&i| results[i].only_row_locks())
+                    .collect();
+                if pending.is_empty()
+                    || all_or_none
+                    || retry + 1 >= self.retry_policy().max_attempts
+                {
                     break;
                 }
                 let delay = self.retry_policy().delay(retry);
-                tracing::warn!(records = pending.len(), delay_ms = delay.as_millis() as u64, "row locks; resubmitting");
+                tracing::warn!(
+                    records = pending.len(),
+                    delay_ms = delay.as_millis() as u64,
+                    "row locks; resubmitting"
+                );
                 tokio::time::sleep(delay).await;
                 retry += 1;
                 let again: Vec<Value> = pending.iter().map(|&i| json[i].clone()).collect();
-                for (i, r) in pending.into_iter().zip(self.collection_chunk(op, &again, false).await?) {
+                for (i, r) in pending
+                    .into_iter()
+                    .zip(self.collection_chunk(op, &again, false).await?)
+                {
                     results[i] = r;
                 }
             }
@@ -178,16 +242,35 @@ impl Client {
         Ok(out)
     }
 
-    async fn collection_chunk(&self, op: Op<'_>, records: &[Value], all_or_none: bool) -> Result<Vec<SaveResult>> {
-        let body = CollectionBody { all_or_none, records };
+    async fn collection_chunk(
+        &self,
+        op: Op<'_>,
+        records: &[Value],
+        all_or_none: bool,
+    ) -> Result<Vec<SaveResult>> {
+        let body = CollectionBody {
+            all_or_none,
+            records,
+        };
         let call = match op {
             // A create sent twice creates twice: only resend what the server cannot have seen.
-            Op::Create => Call::get("composite.create", Auth::Bearer, self.data_path("composite/sobjects"))
-                .json(Method::POST, &body)?
-                .not_idempotent(),
-            Op::Update => Call::get("composite.update", Auth::Bearer, self.data_path("composite/sobjects"))
-                .json(Method::PATCH, &body)?,
-            Op::Upsert { object, external_id_field } => Call::get(
+            Op::Create => Call::new(
+                "composite.create",
+                Auth::Bearer,
+                self.data_path("composite/sobjects"),
+            )
+            .json(Method::POST, &body)?
+            .not_idempotent(),
+            Op::Update => Call::new(
+                "composite.update",
+                Auth::Bearer,
+                self.data_path("composite/sobjects"),
+            )
+            .json(Method::PATCH, &body)?,
+            Op::Upsert {
+                object,
+                external_id_field,
+            } => Call::new(
                 "composite.upsert",
                 Auth::Bearer,
                 self.data_path(&format!(
@@ -206,29 +289,49 @@ impl Client {
     /// `POST /sobjects/{object}/`: the new record's id.
     pub async fn create(&self, object: &str, fields: &Map<String, Value>) -> Result<String> {
         let path = self.data_path(&format!("sobjects/{}/", urlencoding::encode(object)));
-        let call = Call::get("sobject.create", Auth::Bearer, path).json(Method::POST, fields)?.not_idempotent();
+        let call = Call::new("sobject.create", Auth::Bearer, path)
+            .json(Method::POST, fields)?
+            .not_idempotent();
         let result: SaveResult = self.json(&call).await?;
-        result.id.filter(|_| result.success).ok_or_else(|| save_error(&result.errors))
+        result
+            .id
+            .filter(|_| result.success)
+            .ok_or_else(|| save_error(&result.errors))
     }
 
     /// `GET /sobjects/{object}/{id}[?fields=]`.
     pub async fn get(&self, object: &str, id: &str, fields: Option<&[&str]>) -> Result<Record> {
-        let mut path = self.data_path(&format!("sobjects/{}/{}", urlencoding::encode(object), urlencoding::encode(id)));
+        let mut path = self.data_path(&format!(
+            "sobjects/{}/{}",
+            urlencoding::encode(object),
+            urlencoding::encode(id)
+        ));
         if let Some(fields) = fields {
             path.push_str("?fields=");
             path.push_str(&urlencoding::encode(&fields.join(",")));
         }
-        let (_, body) = self.bytes(&Call::get("sobject.get", Auth::Bearer, path)).await?;
+        let (_, body) = self
+            .bytes(&Call::new("sobject.get", Auth::Bearer, path))
+            .await?;
         let mut de = serde_json::Deserializer::from_slice(&body);
-        let pairs = serde::de::DeserializeSeed::deserialize(FlatSeed { prefix: String::new() }, &mut de)
-            .map_err(|e| Error::protocol(format!("unexpected record: {e}")))?;
+        let pairs = serde::de::DeserializeSeed::deserialize(
+            FlatSeed {
+                prefix: String::new(),
+            },
+            &mut de,
+        )
+        .map_err(|e| Error::protocol(format!("unexpected record: {e}")))?;
         Ok(RecordBuilder::default().build(pairs))
     }
 
     /// `PATCH /sobjects/{object}/{id}`.
     pub async fn update(&self, object: &str, id: &str, fields: &Map<String, Value>) -> Result<()> {
-        let path = self.data_path(&format!("sobjects/{}/{}", urlencoding::encode(object), urlencoding::encode(id)));
-        let call = Call::get("sobject.update", Auth::Bearer, path).json(Method::PATCH, fields)?;
+        let path = self.data_path(&format!(
+            "sobjects/{}/{}",
+            urlencoding::encode(object),
+            urlencoding::encode(id)
+        ));
+        let call = Call::new("sobject.update", Auth::Bearer, path).json(Method::PATCH, fields)?;
         self.bytes(&call).await.map(|_| ())
     }
 
@@ -246,24 +349,34 @@ impl Client {
             urlencoding::encode(external_id_field),
             urlencoding::encode(value)
         ));
-        let call = Call::get("sobject.upsert", Auth::Bearer, path).json(Method::PATCH, fields)?;
+        let call = Call::new("sobject.upsert", Auth::Bearer, path).json(Method::PATCH, fields)?;
         let (_, body) = self.bytes(&call).await?;
         // Before v46 an update of an existing record answers 204 with no body.
         if body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(UpsertResult { id: None, created: false });
+            return Ok(UpsertResult {
+                id: None,
+                created: false,
+            });
         }
-        let result: SaveResult =
-            serde_json::from_slice(&body).map_err(|e| Error::protocol(format!("unexpected upsert answer: {e}")))?;
+        let result: SaveResult = serde_json::from_slice(&body)
+            .map_err(|e| Error::protocol(format!("unexpected upsert answer: {e}")))?;
         if !result.success {
             return Err(save_error(&result.errors));
         }
-        Ok(UpsertResult { id: result.id, created: result.created.unwrap_or(false) })
+        Ok(UpsertResult {
+            id: result.id,
+            created: result.created.unwrap_or(false),
+        })
     }
 
     /// `DELETE /sobjects/{object}/{id}`.
     pub async fn delete(&self, object: &str, id: &str) -> Result<()> {
-        let path = self.data_path(&format!("sobjects/{}/{}", urlencoding::encode(object), urlencoding::encode(id)));
-        let mut call = Call::get("sobject.delete", Auth::Bearer, path);
+        let path = self.data_path(&format!(
+            "sobjects/{}/{}",
+            urlencoding::encode(object),
+            urlencoding::encode(id)
+        ));
+        let mut call = Call::new("sobject.delete", Auth::Bearer, path);
         call.method = Method::DELETE;
         self.bytes(&call).await.map(|_| ())
     }
@@ -271,15 +384,21 @@ impl Client {
 
 fn check_len(results: &[SaveResult], expected: usize) -> Result<()> {
     if results.len() != expected {
-        return Err(Error::protocol(format!("{} results for {expected} records", results.len())));
+        return Err(Error::protocol(format!(
+            "{} results for {expected} records",
+            results.len()
+        )));
     }
     Ok(())
 }
 
 fn save_error(errors: &[SaveError]) -> Error {
     match errors.first() {
-        Some(e) => Error::new(crate::kind_for_code(&e.status_code).unwrap_or(ErrorKind::Rejected), e.message.clone())
-            .with_code(e.status_code.clone()),
+        Some(e) => Error::new(
+            crate::kind_for_code(&e.status_code).unwrap_or(ErrorKind::Rejected),
+            e.message.clone(),
+        )
+        .with_code(e.status_code.clone()),
         None => Error::protocol("save failed without an error"),
     }
 }

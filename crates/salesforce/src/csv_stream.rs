@@ -45,8 +45,19 @@ impl CsvDecoder {
     }
 
     /// Decodes `input`; complete rows become available from [`CsvDecoder::pop`].
-    pub fn feed(&mut self, mut input: &[u8]) -> Result<()> {
+    pub fn feed(&mut self, input: &[u8]) -> Result<()> {
+        if input.is_empty() {
+            return Ok(());
+        }
+        self.decode(input, false)
+    }
+
+    /// csv_core reads an empty input as end of file, so it is only passed on at the end.
+    fn decode(&mut self, mut input: &[u8], at_eof: bool) -> Result<()> {
         loop {
+            if input.is_empty() && !at_eof {
+                return Ok(());
+            }
             let (result, nin, nout, nend) = self.reader.read_record(
                 input,
                 &mut self.out[self.out_len..],
@@ -77,7 +88,7 @@ impl CsvDecoder {
     /// Signals the end of input, flushing a last row that had no line terminator.
     pub fn finish(&mut self) -> Result<()> {
         if !self.finished {
-            self.feed(&[])?;
+            self.decode(&[], true)?;
         }
         Ok(())
     }
@@ -95,7 +106,8 @@ impl CsvDecoder {
             if bytes.is_empty() {
                 row.push(None);
             } else {
-                let text = std::str::from_utf8(bytes).map_err(|_| Error::protocol("csv result is not utf-8"))?;
+                let text = std::str::from_utf8(bytes)
+                    .map_err(|_| Error::protocol("csv result is not utf-8"))?;
                 row.push(Some(text.to_owned()));
             }
         }
@@ -153,7 +165,12 @@ mod tests {
     fn expected() -> Vec<Row> {
         let s = |v: &str| Some(v.to_owned());
         vec![
-            vec![s("001A"), s("Acme, Inc."), s("line one\nline two"), s("12.50")],
+            vec![
+                s("001A"),
+                s("Acme, Inc."),
+                s("line one\nline two"),
+                s("12.50"),
+            ],
             vec![s("001B"), s("say \"hi\""), None, None],
             vec![s("001C"), s("été"), s("crlf\r\ninside"), s("3")],
         ]
@@ -177,7 +194,10 @@ mod tests {
     #[test]
     fn last_row_without_newline_is_flushed() {
         let (_, rows) = decode_in_chunks(b"\"Id\"\n\"1\"\n\"2\"", 3);
-        assert_eq!(rows, vec![vec![Some("1".to_owned())], vec![Some("2".to_owned())]]);
+        assert_eq!(
+            rows,
+            vec![vec![Some("1".to_owned())], vec![Some("2".to_owned())]]
+        );
     }
 
     #[test]

@@ -55,7 +55,9 @@ pub struct SObjectDescribe {
 
 impl SObjectDescribe {
     pub fn field(&self, name: &str) -> Option<&FieldDescribe> {
-        self.fields.iter().find(|f| f.name.eq_ignore_ascii_case(name))
+        self.fields
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(name))
     }
 }
 
@@ -122,7 +124,10 @@ impl FieldType {
 
     /// Compound and binary fields that Bulk queries cannot select.
     pub fn is_bulk_unsupported(&self) -> bool {
-        matches!(self, FieldType::Address | FieldType::Location | FieldType::Base64)
+        matches!(
+            self,
+            FieldType::Address | FieldType::Location | FieldType::Base64
+        )
     }
 }
 
@@ -197,13 +202,21 @@ pub struct PicklistValue {
 impl Client {
     /// `GET /sobjects`.
     pub async fn describe_global(&self) -> Result<GlobalDescribe> {
-        self.json(&Call::get("describe_global", Auth::Bearer, self.data_path("sobjects"))).await
+        self.json(&Call::new(
+            "describe_global",
+            Auth::Bearer,
+            self.data_path("sobjects"),
+        ))
+        .await
     }
 
     /// `GET /sobjects/{object}/describe`.
     pub async fn describe(&self, object: &str) -> Result<SObjectDescribe> {
-        let path = self.data_path(&format!("sobjects/{}/describe", urlencoding::encode(object)));
-        self.json(&Call::get("describe", Auth::Bearer, path)).await
+        let path = self.data_path(&format!(
+            "sobjects/{}/describe",
+            urlencoding::encode(object)
+        ));
+        self.json(&Call::new("describe", Auth::Bearer, path)).await
     }
 }
 
@@ -227,6 +240,9 @@ mod tests {
         assert_eq!(d.field("ownerid").unwrap().reference_to, ["Group", "User"]);
         assert_eq!(d.field("Rating").unwrap().picklist_values[0].value, "Hot");
         assert!(d.field("Geo").unwrap().field_type.is_bulk_unsupported());
-        assert_eq!(d.field("Odd").unwrap().field_type, FieldType::Other("complexvalue".into()));
+        assert_eq!(
+            d.field("Odd").unwrap().field_type,
+            FieldType::Other("complexvalue".into())
+        );
     }
 }

@@ -115,17 +115,35 @@ pub fn kind_for_code(code: &str) -> Option<ErrorKind> {
             ErrorKind::QuotaExceeded
         }
         "QUERY_TIMEOUT" => ErrorKind::QueryTimeout,
-        "UNABLE_TO_LOCK_ROW" | "SERVER_UNAVAILABLE" => ErrorKind::RowLock,
-        "MALFORMED_QUERY" | "INVALID_FIELD" | "INVALID_TYPE" | "INVALID_QUERY_FILTER_OPERATOR"
-        | "MALFORMED_ID" | "INVALID_QUERY_LOCATOR" | "API_DISABLED_FOR_ORG" | "INVALIDENTITY"
-        | "InvalidBatch" | "InvalidJob" | "InvalidEntity" | "InvalidUrl" | "InvalidOperation"
-        | "FeatureNotEnabled" | "INVALID_OPERATION" | "JSON_PARSER_ERROR" | "INVALIDJOB" => {
-            ErrorKind::InvalidRequest
-        }
+        "UNABLE_TO_LOCK_ROW" => ErrorKind::RowLock,
+        "SERVER_UNAVAILABLE" => ErrorKind::Transient,
+        "MALFORMED_QUERY"
+        | "INVALID_FIELD"
+        | "INVALID_TYPE"
+        | "INVALID_QUERY_FILTER_OPERATOR"
+        | "MALFORMED_ID"
+        | "INVALID_QUERY_LOCATOR"
+        | "API_DISABLED_FOR_ORG"
+        | "INVALIDENTITY"
+        | "InvalidBatch"
+        | "InvalidJob"
+        | "InvalidEntity"
+        | "InvalidUrl"
+        | "InvalidOperation"
+        | "FeatureNotEnabled"
+        | "INVALID_OPERATION"
+        | "JSON_PARSER_ERROR"
+        | "INVALIDJOB" => ErrorKind::InvalidRequest,
         "NOT_FOUND" | "ENTITY_IS_DELETED" => ErrorKind::NotFound,
         "INVALID_REPLICATION_DATE" | "EXCEEDED_ID_LIMIT" => ErrorKind::ReplicationRange,
-        "invalid_grant" | "invalid_client_id" | "invalid_client" | "unauthorized_client"
-        | "unsupported_grant_type" | "invalid_request" | "INVALID_LOGIN" | "LOGIN_MUST_USE_SECURITY_TOKEN"
+        "invalid_grant"
+        | "invalid_client_id"
+        | "invalid_client"
+        | "unauthorized_client"
+        | "unsupported_grant_type"
+        | "invalid_request"
+        | "INVALID_LOGIN"
+        | "LOGIN_MUST_USE_SECURITY_TOKEN"
         | "INVALID_AUTH_HEADER" => ErrorKind::Authentication,
         _ => return None,
     })
@@ -260,17 +278,17 @@ impl Error {
     pub(crate) fn from_reqwest(err: reqwest::Error) -> Error {
         let kind = if err.is_builder() {
             ErrorKind::Config
-        } else if err.is_decode() {
-            ErrorKind::Protocol
         } else {
-            // connect, timeout, body and request errors: resets and truncations all land here
+            // Connect, timeout, body and request errors: resets and truncations all land here.
+            // A body cut short surfaces as a *decode* error when it passes through the gzip
+            // layer, so decode errors are transient too (this client never lets reqwest parse).
             ErrorKind::Transient
         };
         let message = if err.is_timeout() {
             "timed out".to_owned()
         } else if err.is_connect() {
             "connection failed".to_owned()
-        } else if err.is_body() {
+        } else if err.is_body() || err.is_decode() {
             "response body interrupted".to_owned()
         } else {
             "request failed".to_owned()
@@ -302,16 +320,22 @@ impl Error {
             .filter(|w| w.len() > 3)
             .filter_map(|w| kind_for_code(w).map(|k| (w, k)))
             .collect();
-        let pick = [ErrorKind::QueryTimeout, ErrorKind::QuotaExceeded, ErrorKind::InvalidSession]
-            .iter()
-            .find_map(|want| codes.iter().find(|(_, k)| k == want))
-            .or_else(|| codes.iter().rev().find(|(w, _)| *w != "InvalidBatch"))
-            .or_else(|| codes.first());
+        let pick = [
+            ErrorKind::QueryTimeout,
+            ErrorKind::QuotaExceeded,
+            ErrorKind::InvalidSession,
+        ]
+        .iter()
+        .find_map(|want| codes.iter().find(|(_, k)| k == want))
+        .or_else(|| codes.iter().rev().find(|(w, _)| *w != "InvalidBatch"))
+        .or_else(|| codes.first());
         let kind = match pick {
             Some((_, ErrorKind::InvalidRequest)) => ErrorKind::InvalidRequest,
             Some((_, ErrorKind::QueryTimeout)) => ErrorKind::QueryTimeout,
             Some((_, ErrorKind::QuotaExceeded)) => ErrorKind::QuotaExceeded,
-            _ if message.contains("Retried more") || message.contains("Failed to write query result") => {
+            _ if message.contains("Retried more")
+                || message.contains("Failed to write query result") =>
+            {
                 // Salesforce's own wording for a query that kept timing out internally.
                 ErrorKind::QueryTimeout
             }
@@ -357,7 +381,8 @@ fn parse_error_body(text: &str) -> (Option<String>, String) {
                     .find_map(|n| first.get(*n).and_then(|v| v.as_str()).map(str::to_owned))
             };
             let code = field(&["errorCode", "error", "exceptionCode", "statusCode"]);
-            let message = field(&["message", "error_description", "exceptionMessage"]).unwrap_or_default();
+            let message =
+                field(&["message", "error_description", "exceptionMessage"]).unwrap_or_default();
             return (code, truncate(&message, 512));
         }
     }
@@ -443,7 +468,10 @@ mod tests {
             br#"{"error":"invalid_grant","error_description":"authentication failure"}"#,
         );
         assert_eq!(e.kind(), ErrorKind::Authentication);
-        assert_eq!(e.to_string(), "authentication failed (http 400): invalid_grant: authentication failure");
+        assert_eq!(
+            e.to_string(),
+            "authentication failed (http 400): invalid_grant: authentication failure"
+        );
     }
 
     #[test]
@@ -456,20 +484,27 @@ mod tests {
 
     #[test]
     fn status_only_bodies() {
-        assert_eq!(Error::from_response(503, b"Service Unavailable").kind(), ErrorKind::Transient);
+        assert_eq!(
+            Error::from_response(503, b"Service Unavailable").kind(),
+            ErrorKind::Transient
+        );
         assert_eq!(Error::from_response(500, b"").action(), Action::Retry);
         assert_eq!(Error::from_response(418, b"").action(), Action::Fail);
     }
 
     #[test]
     fn bulk_state_messages() {
-        let e = Error::from_bulk_state_message("InvalidBatch : QUERY_TIMEOUT: Your query request was running for too long.");
+        let e = Error::from_bulk_state_message(
+            "InvalidBatch : QUERY_TIMEOUT: Your query request was running for too long.",
+        );
         assert_eq!(e.kind(), ErrorKind::QueryTimeout);
         let e = Error::from_bulk_state_message("Retried more than 15 times");
         assert_eq!(e.kind(), ErrorKind::QueryTimeout);
         let e = Error::from_bulk_state_message("InternalServerError : something broke");
         assert_eq!(e.kind(), ErrorKind::BatchFailed);
-        let e = Error::from_bulk_state_message("InvalidBatch : Failed to process query: MALFORMED_QUERY: unexpected token");
+        let e = Error::from_bulk_state_message(
+            "InvalidBatch : Failed to process query: MALFORMED_QUERY: unexpected token",
+        );
         assert_eq!(e.kind(), ErrorKind::InvalidRequest);
     }
 

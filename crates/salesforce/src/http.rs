@@ -58,7 +58,8 @@ pub(crate) struct Call {
 }
 
 impl Call {
-    pub fn get(route: &'static str, auth: Auth, path: String) -> Call {
+    /// A GET on the instance; `with_body` and `json` turn it into a POST, PATCH, ...
+    pub fn new(route: &'static str, auth: Auth, path: String) -> Call {
         Call {
             method: Method::GET,
             target: Target::Instance(path),
@@ -71,14 +72,20 @@ impl Call {
         }
     }
 
-    pub fn with_body(mut self, method: Method, body: impl Into<Bytes>, content_type: &'static str) -> Call {
+    pub fn with_body(
+        mut self,
+        method: Method,
+        body: impl Into<Bytes>,
+        content_type: &'static str,
+    ) -> Call {
         self.method = method;
         self.body = Some((body.into(), content_type));
         self
     }
 
     pub fn json(self, method: Method, value: &impl serde::Serialize) -> Result<Call> {
-        let body = serde_json::to_vec(value).map_err(|e| Error::protocol("cannot encode request").with_source(e))?;
+        let body = serde_json::to_vec(value)
+            .map_err(|e| Error::protocol("cannot encode request").with_source(e))?;
         Ok(self.with_body(method, body, "application/json"))
     }
 
@@ -139,7 +146,9 @@ impl Http {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        let client = builder.build().map_err(|e| Error::config("cannot build http client").with_source(e))?;
+        let client = builder
+            .build()
+            .map_err(|e| Error::config("cannot build http client").with_source(e))?;
         Ok(Http {
             client,
             settings: Settings {
@@ -165,18 +174,28 @@ impl Http {
             bytes = field::Empty,
             latency_ms = field::Empty,
         );
-        self.execute_in(call, tokens, span.clone()).instrument(span).await
+        self.execute_in(call, tokens, span.clone())
+            .instrument(span)
+            .await
     }
 
-    async fn execute_in(&self, call: &Call, tokens: Option<&TokenCache>, span: Span) -> Result<Response> {
+    async fn execute_in(
+        &self,
+        call: &Call,
+        tokens: Option<&TokenCache>,
+        span: Span,
+    ) -> Result<Response> {
         let started = Instant::now();
         let mut retry = 0u32;
         let mut renewed = false;
         loop {
             if let Some(left) = self.usage.quota_hold_remaining() {
-                return Err(Error::new(ErrorKind::QuotaExceeded, "api quota exhausted; calls held back")
-                    .with_route(call.route)
-                    .with_retry_after(left));
+                return Err(Error::new(
+                    ErrorKind::QuotaExceeded,
+                    "api quota exhausted; calls held back",
+                )
+                .with_route(call.route)
+                .with_retry_after(left));
             }
             let token = match (call.auth, tokens) {
                 (Auth::None, _) => None,
@@ -185,7 +204,7 @@ impl Http {
             };
             let permit = match (&token, call.long_running) {
                 (Some(token), true) => Some(
-                    org_limiter(&token.org_id, self.settings.max_long_running)
+                    org_limiter(&token.org_key(), self.settings.max_long_running)
                         .acquire_owned()
                         .await
                         .map_err(|_| Error::config("limiter closed"))?,
@@ -196,9 +215,20 @@ impl Http {
             let (err, resendable) = match self.attempt(call, token.as_deref()).await {
                 Ok(resp) => {
                     span.record("status", resp.status().as_u16());
-                    return Ok(Response { inner: resp, _permit: permit, span, started, bytes: 0, finished: false });
+                    return Ok(Response {
+                        inner: resp,
+                        _permit: permit,
+                        span,
+                        started,
+                        bytes: 0,
+                        finished: false,
+                    });
                 }
-                Err(failure) => failure,
+                Err(failure) => {
+                    // Not held through the backoff: other requests may use the slot meanwhile.
+                    drop(permit);
+                    failure
+                }
             };
             self.usage.count_failure();
             let err = err.with_route(call.route);
@@ -241,11 +271,17 @@ impl Http {
     }
 
     /// One attempt. On failure also says whether the server cannot have acted on the request.
-    async fn attempt(&self, call: &Call, token: Option<&Token>) -> Result<reqwest::Response, (Error, bool)> {
+    async fn attempt(
+        &self,
+        call: &Call,
+        token: Option<&Token>,
+    ) -> Result<reqwest::Response, (Error, bool)> {
         let url = match (&call.target, token) {
             (Target::Absolute(url), _) => url.clone(),
             (Target::Instance(path), Some(token)) => format!("{}{}", token.instance_url, path),
-            (Target::Instance(_), None) => return Err((Error::config("instance call without a token"), false)),
+            (Target::Instance(_), None) => {
+                return Err((Error::config("instance call without a token"), false))
+            }
         };
         let mut req = self.client.request(call.method.clone(), url);
         for (name, value) in &call.headers {
@@ -253,11 +289,18 @@ impl Http {
         }
         if let Some(token) = token {
             let (name, value) = match call.auth {
-                Auth::Bearer => ("authorization", format!("Bearer {}", token.access_token.expose())),
+                Auth::Bearer => (
+                    "authorization",
+                    format!("Bearer {}", token.access_token.expose()),
+                ),
                 _ => ("x-sfdc-session", token.access_token.expose().to_owned()),
             };
-            let mut value = HeaderValue::from_str(&value)
-                .map_err(|_| (Error::protocol("access token is not a valid header value"), false))?;
+            let mut value = HeaderValue::from_str(&value).map_err(|_| {
+                (
+                    Error::protocol("access token is not a valid header value"),
+                    false,
+                )
+            })?;
             // Keeps the token out of any header dump a lower layer might log.
             value.set_sensitive(true);
             req = req.header(name, value);
@@ -268,14 +311,23 @@ impl Http {
         self.usage.count_call();
         let sent = tokio::time::timeout(self.settings.request_timeout, req.send()).await;
         let resp = match sent {
-            Err(_) => return Err((Error::new(ErrorKind::Transient, "timed out waiting for response"), false)),
+            Err(_) => {
+                return Err((
+                    Error::new(ErrorKind::Transient, "timed out waiting for response"),
+                    false,
+                ))
+            }
             Ok(Err(e)) => {
                 let refused = e.is_connect();
                 return Err((Error::from_reqwest(e), refused));
             }
             Ok(Ok(resp)) => resp,
         };
-        if let Some(info) = resp.headers().get("sforce-limit-info").and_then(|v| v.to_str().ok()) {
+        if let Some(info) = resp
+            .headers()
+            .get("sforce-limit-info")
+            .and_then(|v| v.to_str().ok())
+        {
             self.usage.observe_limit_info(info);
         }
         let status = resp.status().as_u16();
@@ -290,7 +342,23 @@ impl Http {
 
     /// Executes and reads the whole body, retrying the call when the body is cut off. Only for
     /// responses whose size is bounded (a REST page, a job document).
-    pub async fn execute_bytes(&self, call: &Call, tokens: Option<&TokenCache>) -> Result<(HeaderMap, Bytes)> {
+    pub async fn execute_bytes(
+        &self,
+        call: &Call,
+        tokens: Option<&TokenCache>,
+    ) -> Result<(HeaderMap, Bytes)> {
+        self.execute_bytes_in_span(call, tokens)
+            .await
+            .map(|(headers, body, _)| (headers, body))
+    }
+
+    /// As [`Http::execute_bytes`], also returning the call's span so the caller can record
+    /// what the body held (`records`).
+    pub async fn execute_bytes_in_span(
+        &self,
+        call: &Call,
+        tokens: Option<&TokenCache>,
+    ) -> Result<(HeaderMap, Bytes, Span)> {
         let mut retry = 0u32;
         loop {
             let mut resp = self.execute(call, tokens).await?;
@@ -298,7 +366,7 @@ impl Http {
             match resp.read_all().await {
                 Ok(body) => {
                     resp.finish(None);
-                    return Ok((headers, body));
+                    return Ok((headers, body, resp.span.clone()));
                 }
                 Err(err)
                     if err.kind().retried_by_client()
@@ -332,10 +400,6 @@ impl Http {
 }
 
 impl Response {
-    pub fn status(&self) -> reqwest::StatusCode {
-        self.inner.status()
-    }
-
     pub fn headers(&self) -> &HeaderMap {
         self.inner.headers()
     }
@@ -379,7 +443,12 @@ impl Response {
             self.span.record("records", records);
         }
         let _enter = self.span.enter();
-        tracing::debug!(bytes = self.bytes, latency_ms = latency, records, "call finished");
+        tracing::debug!(
+            bytes = self.bytes,
+            latency_ms = latency,
+            records,
+            "call finished"
+        );
     }
 }
 
@@ -405,28 +474,33 @@ async fn read_bounded(mut resp: reqwest::Response, max: usize) -> Vec<u8> {
 }
 
 fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>> {
-    let pem = std::fs::read(path)
-        .map_err(|e| Error::config(format!("cannot read ca_cert {}", path.display())).with_source(e))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|e| Error::config(format!("ca_cert {} is not PEM", path.display())).with_source(e))?;
+    let pem = std::fs::read(path).map_err(|e| {
+        Error::config(format!("cannot read ca_cert {}", path.display())).with_source(e)
+    })?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        Error::config(format!("ca_cert {} is not PEM", path.display())).with_source(e)
+    })?;
     if certs.is_empty() {
-        return Err(Error::config(format!("ca_cert {} holds no certificate", path.display())));
+        return Err(Error::config(format!(
+            "ca_cert {} holds no certificate",
+            path.display()
+        )));
     }
     Ok(certs)
 }
 
 /// Salesforce caps concurrent long-running requests per org, not per connection, so every
 /// connection to the same org in this process shares one semaphore.
-fn org_limiter(org_id: &str, capacity: usize) -> Arc<Semaphore> {
+fn org_limiter(org_key: &str, capacity: usize) -> Arc<Semaphore> {
     static LIMITERS: OnceLock<Mutex<HashMap<String, Arc<Semaphore>>>> = OnceLock::new();
     let map = LIMITERS.get_or_init(Default::default);
     map.lock()
-        .entry(org_id.to_owned())
+        .entry(org_key.to_owned())
         .or_insert_with(|| Arc::new(Semaphore::new(capacity)))
         .clone()
 }
 
 /// Permits currently free for an org (for tests and diagnostics).
-pub(crate) fn org_permits_available(org_id: &str, capacity: usize) -> usize {
-    org_limiter(org_id, capacity).available_permits()
+pub(crate) fn org_permits_available(org_key: &str, capacity: usize) -> usize {
+    org_limiter(org_key, capacity).available_permits()
 }

@@ -13,6 +13,39 @@
 //! quota, or give up.
 //!
 //! Secrets live in [`Secret`]s and never reach `Debug` output, errors or logs.
+//!
+//! ```no_run
+//! # async fn demo() -> salesforce::Result<()> {
+//! use futures::StreamExt;
+//! use salesforce::{Action, Client, ClientConfig, Credentials, QueryOperation, Secret};
+//!
+//! let credentials = Credentials::Password {
+//!     username: "admin@driftless.sim".into(),
+//!     password: Secret::new("driftless"),
+//!     client_id: "driftless-sim".into(),
+//!     client_secret: Secret::new("driftless-sim-secret"),
+//! };
+//! let client = Client::connect(ClientConfig::new("http://127.0.0.1:8443", credentials)).await?;
+//!
+//! // One Bulk 1.0 job, one batch per sub-window, each batch streamed on its own.
+//! let windows = vec![
+//!     "SELECT Id, Name, SystemModstamp FROM Account WHERE SystemModstamp >= 2026-01-01T00:00:00Z AND SystemModstamp < 2026-01-01T01:00:00Z".to_owned(),
+//!     "SELECT Id, Name, SystemModstamp FROM Account WHERE SystemModstamp >= 2026-01-01T01:00:00Z AND SystemModstamp < 2026-01-01T02:00:00Z".to_owned(),
+//! ];
+//! let job = client.bulk_v1_query("Account", QueryOperation::QueryAll, &windows, &Default::default()).await?;
+//! for batch in job.batches() {
+//!     let mut records = job.stream_batch(&batch.id);
+//!     while let Some(record) = records.next().await {
+//!         match record {
+//!             Ok(record) => println!("{:?} {:?}", record.id(), record.get("Name")),
+//!             Err(e) if e.action() == Action::SplitWindow => { /* re-plan smaller windows */ }
+//!             Err(e) => return Err(e),
+//!         }
+//!     }
+//! }
+//! println!("{:?}", client.usage().api_usage);
+//! # Ok(()) }
+//! ```
 
 mod auth;
 mod backoff;
@@ -42,7 +75,9 @@ pub use backoff::{Backoff, PollSchedule};
 pub use bulk_v1::{BatchInfo, BatchState, BulkV1Job, BulkV1Options};
 pub use bulk_v2::{BulkV2Job, BulkV2JobInfo};
 pub use composite::{SObject, SaveError, SaveResult, UpsertResult};
-pub use describe::{FieldDescribe, FieldType, GlobalDescribe, PicklistValue, SObjectDescribe, SObjectSummary};
+pub use describe::{
+    FieldDescribe, FieldType, GlobalDescribe, PicklistValue, SObjectDescribe, SObjectSummary,
+};
 pub use error::{kind_for_code, Action, Error, ErrorKind, Result};
 pub use record::Record;
 pub use replication::{DeletedRecord, DeletedResult, UpdatedResult};
@@ -54,6 +89,22 @@ use http::{Auth, Call, Http};
 
 /// A stream of records. Ends after the last record or after the first error it yields.
 pub type RecordStream = Pin<Box<dyn futures::Stream<Item = Result<Record>> + Send>>;
+
+/// Ends `stream` after the first error it yields, so a chain of streams keeps the
+/// [`RecordStream`] contract.
+pub(crate) fn stop_after_error(stream: RecordStream) -> RecordStream {
+    Box::pin(futures::stream::unfold(
+        (stream, false),
+        |(mut stream, failed)| async move {
+            if failed {
+                return None;
+            }
+            let item = futures::StreamExt::next(&mut stream).await?;
+            let failed = item.is_err();
+            Some((item, (stream, failed)))
+        },
+    ))
+}
 
 /// `query` reads live records; `queryAll` also returns deleted and archived ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,7 +203,13 @@ impl Client {
     pub fn new(config: ClientConfig) -> Result<Client> {
         let http = Http::new(&config)?;
         let tokens = TokenCache::new(&config.login_url, config.credentials.clone());
-        Ok(Client { inner: Arc::new(Inner { http, tokens, config }) })
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                tokens,
+                config,
+            }),
+        })
     }
 
     /// Builds the client and logs in, so bad credentials show up here.
@@ -172,12 +229,47 @@ impl Client {
 
     /// The instance URL of the current session (logs in if needed).
     pub async fn instance_url(&self) -> Result<String> {
-        Ok(self.inner.tokens.token(&self.inner.http).await?.instance_url.clone())
+        Ok(self
+            .inner
+            .tokens
+            .token(&self.inner.http)
+            .await?
+            .instance_url
+            .clone())
     }
 
     /// The 18-character org id of the current session (logs in if needed).
     pub async fn org_id(&self) -> Result<String> {
-        Ok(self.inner.tokens.token(&self.inner.http).await?.org_id.clone())
+        Ok(self
+            .inner
+            .tokens
+            .token(&self.inner.http)
+            .await?
+            .org_id
+            .clone())
+    }
+
+    /// The user id of the current session (logs in if needed).
+    pub async fn user_id(&self) -> Result<String> {
+        Ok(self
+            .inner
+            .tokens
+            .token(&self.inner.http)
+            .await?
+            .user_id
+            .clone())
+    }
+
+    /// The current access token, for APIs this client does not wrap (e.g. Pub/Sub). It stays
+    /// a [`Secret`]: log it and you get `***`.
+    pub async fn access_token(&self) -> Result<Secret> {
+        Ok(self
+            .inner
+            .tokens
+            .token(&self.inner.http)
+            .await?
+            .access_token
+            .clone())
     }
 
     /// Successful logins so far (the first one plus every renewal).
@@ -197,13 +289,16 @@ impl Client {
 
     /// Free slots for long-running requests to this org in this process.
     pub async fn long_running_slots_available(&self) -> Result<usize> {
-        let org = self.org_id().await?;
-        Ok(http::org_permits_available(&org, self.inner.http.settings.max_long_running))
+        let token = self.inner.tokens.token(&self.inner.http).await?;
+        Ok(http::org_permits_available(
+            &token.org_key(),
+            self.inner.http.settings.max_long_running,
+        ))
     }
 
     /// `GET /limits`: every limit with Max/Remaining; also updates [`Client::usage`].
     pub async fn limits(&self) -> Result<BTreeMap<String, Limit>> {
-        let call = Call::get("limits", Auth::Bearer, self.data_path("limits/"));
+        let call = Call::new("limits", Auth::Bearer, self.data_path("limits/"));
         let raw: BTreeMap<String, serde_json::Value> = self.json(&call).await?;
         let limits: BTreeMap<String, Limit> = raw
             .into_iter()
@@ -222,15 +317,37 @@ impl Client {
     }
 
     pub(crate) async fn execute(&self, call: &Call) -> Result<http::Response> {
-        self.inner.http.execute(call, Some(&self.inner.tokens)).await
+        self.inner
+            .http
+            .execute(call, Some(&self.inner.tokens))
+            .await
     }
 
-    pub(crate) async fn bytes(&self, call: &Call) -> Result<(reqwest::header::HeaderMap, bytes::Bytes)> {
-        self.inner.http.execute_bytes(call, Some(&self.inner.tokens)).await
+    pub(crate) async fn bytes(
+        &self,
+        call: &Call,
+    ) -> Result<(reqwest::header::HeaderMap, bytes::Bytes)> {
+        self.inner
+            .http
+            .execute_bytes(call, Some(&self.inner.tokens))
+            .await
+    }
+
+    pub(crate) async fn bytes_in_span(
+        &self,
+        call: &Call,
+    ) -> Result<(reqwest::header::HeaderMap, bytes::Bytes, tracing::Span)> {
+        self.inner
+            .http
+            .execute_bytes_in_span(call, Some(&self.inner.tokens))
+            .await
     }
 
     pub(crate) async fn json<T: serde::de::DeserializeOwned>(&self, call: &Call) -> Result<T> {
-        self.inner.http.execute_json(call, Some(&self.inner.tokens)).await
+        self.inner
+            .http
+            .execute_json(call, Some(&self.inner.tokens))
+            .await
     }
 
     pub(crate) fn usage_tracker(&self) -> &usage::UsageTracker {

@@ -17,10 +17,20 @@ use crate::{Client, Record, RecordStream};
 
 pub(crate) enum Pages {
     /// Bulk 1.0: the result ids of one batch.
-    V1 { job_id: String, batch_id: String, result_ids: Vec<String>, idx: usize },
+    V1 {
+        job_id: String,
+        batch_id: String,
+        result_ids: Vec<String>,
+        idx: usize,
+    },
     /// Bulk 2.0: `locator` is the page to read (`None` for the first); `last` once the page
     /// being read is the final one.
-    V2 { job_id: String, locator: Option<String>, page_size: u32, last: bool },
+    V2 {
+        job_id: String,
+        locator: Option<String>,
+        page_size: u32,
+        last: bool,
+    },
 }
 
 struct OpenPage {
@@ -82,8 +92,12 @@ impl PagedCsv {
         Box::pin(
             futures::stream::once(init)
                 .map(move |r| match r {
-                    Ok((pages, expected)) => PagedCsv::new(client.clone(), pages, expected).into_stream(),
-                    Err(e) => Box::pin(futures::stream::once(async move { Err(e) })) as RecordStream,
+                    Ok((pages, expected)) => {
+                        PagedCsv::new(client.clone(), pages, expected).into_stream()
+                    }
+                    Err(e) => {
+                        Box::pin(futures::stream::once(async move { Err(e) })) as RecordStream
+                    }
                 })
                 .flatten(),
         )
@@ -91,18 +105,37 @@ impl PagedCsv {
 
     fn current_call(&self) -> Option<Call> {
         match &self.pages {
-            Pages::V1 { job_id, batch_id, result_ids, idx } => {
+            Pages::V1 {
+                job_id,
+                batch_id,
+                result_ids,
+                idx,
+            } => {
                 let rid = result_ids.get(*idx)?;
-                let path = self.client.async_path(&format!("job/{job_id}/batch/{batch_id}/result/{rid}"));
-                Some(Call::get("bulk_v1.result", Auth::Session, path).long_running())
+                let path = self
+                    .client
+                    .async_path(&format!("job/{job_id}/batch/{batch_id}/result/{rid}"));
+                Some(Call::new("bulk_v1.result", Auth::Session, path).long_running())
             }
-            Pages::V2 { job_id, locator, page_size, .. } => {
+            Pages::V2 {
+                job_id,
+                locator,
+                page_size,
+                ..
+            } => {
                 let mut rest = format!("jobs/query/{job_id}/results?maxRecords={page_size}");
                 if let Some(locator) = locator {
                     rest.push_str("&locator=");
                     rest.push_str(&urlencoding::encode(locator));
                 }
-                Some(Call::get("bulk_v2.results", Auth::Bearer, self.client.data_path(&rest)).long_running())
+                Some(
+                    Call::new(
+                        "bulk_v2.results",
+                        Auth::Bearer,
+                        self.client.data_path(&rest),
+                    )
+                    .long_running(),
+                )
             }
         }
     }
@@ -113,7 +146,9 @@ impl PagedCsv {
         self.skip = 0;
         self.retries_in_page = 0;
         match &mut self.pages {
-            Pages::V1 { result_ids, idx, .. } => {
+            Pages::V1 {
+                result_ids, idx, ..
+            } => {
                 *idx += 1;
                 *idx < result_ids.len()
             }
@@ -131,12 +166,21 @@ impl PagedCsv {
     }
 
     async fn open_page(&mut self) -> Result<Option<OpenPage>> {
-        let Some(call) = self.current_call() else { return Ok(None) };
+        let Some(call) = self.current_call() else {
+            return Ok(None);
+        };
         let resp = self.client.execute(&call).await?;
         let header = |name: &str| resp.header_str(name).map(str::trim).map(str::to_owned);
         let expected_rows = header("sforce-numberofrecords").and_then(|n| n.parse().ok());
         let next_locator = header("sforce-locator").filter(|l| !l.is_empty() && l != "null");
-        Ok(Some(OpenPage { resp, decoder: CsvDecoder::new(b','), eof: false, rows: 0, expected_rows, next_locator }))
+        Ok(Some(OpenPage {
+            resp,
+            decoder: CsvDecoder::new(b','),
+            eof: false,
+            rows: 0,
+            expected_rows,
+            next_locator,
+        }))
     }
 
     async fn next_record(&mut self) -> Option<Result<Record>> {
@@ -182,37 +226,58 @@ impl PagedCsv {
                 Ok(None) => {
                     let mut page = self.open.take().expect("page is open");
                     page.resp.finish(Some(page.rows));
-                    if self.client.config().verify_counts {
-                        if let Some(expected) = page.expected_rows.filter(|&n| n != page.rows) {
+                    match page
+                        .expected_rows
+                        .filter(|_| self.client.config().verify_counts)
+                    {
+                        // A body that ended cleanly but short was cut somewhere on the way.
+                        Some(expected) if page.rows < expected => {
+                            let err = Error::new(
+                                ErrorKind::Transient,
+                                format!(
+                                    "result page announced {expected} records but ended after {}",
+                                    page.rows
+                                ),
+                            );
+                            self.retry_page(err).await?;
+                            continue;
+                        }
+                        Some(expected) if page.rows > expected => {
                             return Err(Error::protocol(format!(
                                 "result page announced {expected} records but held {}",
                                 page.rows
                             )));
                         }
+                        _ => {}
                     }
                     if !self.advance(page.next_locator) {
                         return self.check_total().map(|()| None);
                     }
                 }
-                Err(err) if err.kind() == ErrorKind::Transient => {
-                    self.open = None;
-                    let policy = self.client.retry_policy();
-                    if self.retries_in_page + 1 >= policy.max_attempts {
-                        return Err(err);
-                    }
-                    let delay = policy.delay(self.retries_in_page);
-                    self.retries_in_page += 1;
-                    tracing::warn!(
-                        error = %err,
-                        resume_after = self.yielded_in_page,
-                        delay_ms = delay.as_millis() as u64,
-                        "result page interrupted; fetching it again"
-                    );
-                    tokio::time::sleep(delay).await;
-                }
+                Err(err) if err.kind() == ErrorKind::Transient => self.retry_page(err).await?,
                 Err(err) => return Err(err),
             }
         }
+    }
+
+    /// Drops the open page so the next step fetches it again (skipping what was yielded), after
+    /// a backoff; gives up with `err` when the page's retry budget is spent.
+    async fn retry_page(&mut self, err: Error) -> Result<()> {
+        self.open = None;
+        let policy = self.client.retry_policy();
+        if self.retries_in_page + 1 >= policy.max_attempts {
+            return Err(err);
+        }
+        let delay = policy.delay(self.retries_in_page);
+        self.retries_in_page += 1;
+        tracing::warn!(
+            error = %err,
+            resume_after = self.yielded_in_page,
+            delay_ms = delay.as_millis() as u64,
+            "result page interrupted; fetching it again"
+        );
+        tokio::time::sleep(delay).await;
+        Ok(())
     }
 
     fn check_total(&self) -> Result<()> {
@@ -230,7 +295,11 @@ async fn read_row(page: &mut OpenPage, client: &Client) -> Result<Option<Record>
     loop {
         if let Some(row) = page.decoder.pop() {
             page.rows += 1;
-            let header = page.decoder.header().expect("rows come after the header").clone();
+            let header = page
+                .decoder
+                .header()
+                .expect("rows come after the header")
+                .clone();
             return Ok(Some(Record::new(header, row)));
         }
         if page.eof {

@@ -31,7 +31,11 @@ impl Client {
     }
 
     pub fn rest_query(&self, soql: &str, operation: QueryOperation) -> RecordStream {
-        let first = self.data_path(&format!("{}?q={}", operation.as_str(), urlencoding::encode(soql)));
+        let first = self.data_path(&format!(
+            "{}?q={}",
+            operation.as_str(),
+            urlencoding::encode(soql)
+        ));
         let state = QueryState {
             client: self.clone(),
             next: Some(first),
@@ -48,14 +52,18 @@ impl Client {
     /// `SELECT COUNT() FROM ...`: the `totalSize` of the answer.
     pub async fn count(&self, soql: &str) -> Result<u64> {
         let path = self.data_path(&format!("query?q={}", urlencoding::encode(soql)));
-        let page: QueryPage = self.json(&Call::get("query", Auth::Bearer, path)).await?;
+        let page: QueryPage = self.json(&Call::new("query", Auth::Bearer, path)).await?;
         Ok(page.total_size)
     }
 
     fn page_call(&self, path: String) -> Call {
         let absolute = path.starts_with("http://") || path.starts_with("https://");
-        let mut call = Call::get("query", Auth::Bearer, String::new()).long_running();
-        call.target = if absolute { Target::Absolute(path) } else { Target::Instance(path) };
+        let mut call = Call::new("query", Auth::Bearer, String::new()).long_running();
+        call.target = if absolute {
+            Target::Absolute(path)
+        } else {
+            Target::Instance(path)
+        };
         if let Some(size) = self.config().rest_batch_size {
             call = call.header("sforce-query-options", &format!("batchSize={size}"));
         }
@@ -85,12 +93,21 @@ impl QueryState {
 
     async fn fetch(&mut self, path: String) -> Result<()> {
         let call = self.client.page_call(path);
-        let (_, body) = self.client.bytes(&call).await?;
-        let page: QueryPage = serde_json::from_slice(&body)
-            .map_err(|e| Error::protocol(format!("unexpected query page: {e}")).with_route("query"))?;
+        let (_, body, span) = self.client.bytes_in_span(&call).await?;
+        let page: QueryPage = serde_json::from_slice(&body).map_err(|e| {
+            Error::protocol(format!("unexpected query page: {e}")).with_route("query")
+        })?;
         let n = page.records.len() as u64;
         self.client.usage_tracker().count_records(n);
-        tracing::debug!(records = n, total_size = page.total_size, done = page.done, "query page");
+        span.record("records", n);
+        span.in_scope(|| {
+            tracing::debug!(
+                records = n,
+                total_size = page.total_size,
+                done = page.done,
+                "query page"
+            )
+        });
         for pairs in page.records {
             self.buffer.push_back(self.builder.build(pairs));
         }

@@ -44,11 +44,11 @@ impl Record {
 
     /// The value of a field; names match exactly first, then ignoring ASCII case, as SOQL does.
     pub fn get(&self, field: &str) -> Option<&str> {
-        let idx = self
-            .columns
-            .iter()
-            .position(|c| c == field)
-            .or_else(|| self.columns.iter().position(|c| c.eq_ignore_ascii_case(field)))?;
+        let idx = self.columns.iter().position(|c| c == field).or_else(|| {
+            self.columns
+                .iter()
+                .position(|c| c.eq_ignore_ascii_case(field))
+        })?;
         self.values[idx].as_deref()
     }
 
@@ -57,7 +57,10 @@ impl Record {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
-        self.columns.iter().map(String::as_str).zip(self.values.iter().map(Option::as_deref))
+        self.columns
+            .iter()
+            .map(String::as_str)
+            .zip(self.values.iter().map(Option::as_deref))
     }
 
     pub fn len(&self) -> usize {
@@ -93,7 +96,12 @@ impl<'de> serde::Deserialize<'de> for QueryPage {
                 f.write_str("a query result")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<QueryPage, A::Error> {
-                let mut page = QueryPage { total_size: 0, done: true, next_records_url: None, records: vec![] };
+                let mut page = QueryPage {
+                    total_size: 0,
+                    done: true,
+                    next_records_url: None,
+                    records: vec![],
+                };
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
                         "totalSize" => page.total_size = map.next_value()?,
@@ -128,7 +136,9 @@ impl<'de> DeserializeSeed<'de> for RecordsSeed {
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-                while let Some(rec) = seq.next_element_seed(FlatSeed { prefix: String::new() })? {
+                while let Some(rec) = seq.next_element_seed(FlatSeed {
+                    prefix: String::new(),
+                })? {
                     out.push(rec);
                 }
                 Ok(out)
@@ -162,7 +172,11 @@ impl<'de> Visitor<'de> for FlatSeed {
                 map.next_value::<de::IgnoredAny>()?;
                 continue;
             }
-            let name = if self.prefix.is_empty() { key } else { format!("{}.{}", self.prefix, key) };
+            let name = if self.prefix.is_empty() {
+                key
+            } else {
+                format!("{}.{}", self.prefix, key)
+            };
             match map.next_value::<FlatValue>()? {
                 FlatValue::Scalar(v) => out.push((name, v)),
                 FlatValue::Object(value) => {
@@ -265,14 +279,22 @@ pub(crate) struct RecordBuilder {
 
 impl RecordBuilder {
     pub fn build(&mut self, pairs: Vec<(String, Option<String>)>) -> Record {
-        let same = self
-            .columns
-            .as_ref()
-            .is_some_and(|c| c.len() == pairs.len() && c.iter().zip(&pairs).all(|(a, (b, _))| a == b));
+        let same = self.columns.as_ref().is_some_and(|c| {
+            c.len() == pairs.len() && c.iter().zip(&pairs).all(|(a, (b, _))| a == b)
+        });
         if !same {
-            self.columns = Some(pairs.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>().into());
+            self.columns = Some(
+                pairs
+                    .iter()
+                    .map(|(k, _)| k.clone())
+                    .collect::<Vec<_>>()
+                    .into(),
+            );
         }
-        let columns = self.columns.clone().unwrap_or_else(|| Arc::from(Vec::new()));
+        let columns = self
+            .columns
+            .clone()
+            .unwrap_or_else(|| Arc::from(Vec::new()));
         Record::new(columns, pairs.into_iter().map(|(_, v)| v).collect())
     }
 }
@@ -294,12 +316,18 @@ mod tests {
         .unwrap();
         assert_eq!(page.total_size, 2);
         assert!(!page.done);
-        assert_eq!(page.next_records_url.as_deref(), Some("/services/data/v62.0/query/01g-2"));
+        assert_eq!(
+            page.next_records_url.as_deref(),
+            Some("/services/data/v62.0/query/01g-2")
+        );
         let mut b = RecordBuilder::default();
         let mut recs = page.records.into_iter().map(|p| b.build(p));
         let r1 = recs.next().unwrap();
         let names: Vec<_> = r1.columns().iter().map(String::as_str).collect();
-        assert_eq!(names, ["Name", "Id", "Amount", "N", "Ok", "Nil", "Account.Name"]);
+        assert_eq!(
+            names,
+            ["Name", "Id", "Amount", "N", "Ok", "Nil", "Account.Name"]
+        );
         assert_eq!(r1.get("name"), Some("A \"q\""));
         assert_eq!(r1.get("Amount"), Some("12.5"));
         assert_eq!(r1.get("Ok"), Some("true"));

@@ -54,7 +54,9 @@ fn sf_datetime<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<DateTime<
     parse_sf_datetime(&s).ok_or_else(|| serde::de::Error::custom(format!("bad datetime {s:?}")))
 }
 
-fn sf_datetime_opt<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<DateTime<Utc>>, D::Error> {
+fn sf_datetime_opt<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<DateTime<Utc>>, D::Error> {
     match Option::<String>::deserialize(d)? {
         None => Ok(None),
         Some(s) => parse_sf_datetime(&s)
@@ -64,21 +66,43 @@ fn sf_datetime_opt<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Optio
 }
 
 fn window_query(start: DateTime<Utc>, end: DateTime<Utc>) -> String {
-    let fmt = |d: DateTime<Utc>| urlencoding::encode(&d.to_rfc3339_opts(SecondsFormat::Secs, false)).into_owned();
+    let fmt = |d: DateTime<Utc>| {
+        urlencoding::encode(&d.to_rfc3339_opts(SecondsFormat::Secs, false)).into_owned()
+    };
     format!("?start={}&end={}", fmt(start), fmt(end))
 }
 
 impl Client {
     /// Ids of records of `object` changed in `[start, end]` (Salesforce truncates to minutes).
-    pub async fn get_updated(&self, object: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<UpdatedResult> {
-        let path = self.data_path(&format!("sobjects/{}/updated/{}", urlencoding::encode(object), window_query(start, end)));
-        self.json(&Call::get("get_updated", Auth::Bearer, path).long_running()).await
+    pub async fn get_updated(
+        &self,
+        object: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<UpdatedResult> {
+        let path = self.data_path(&format!(
+            "sobjects/{}/updated/{}",
+            urlencoding::encode(object),
+            window_query(start, end)
+        ));
+        self.json(&Call::new("get_updated", Auth::Bearer, path).long_running())
+            .await
     }
 
     /// Records of `object` deleted in `[start, end]`.
-    pub async fn get_deleted(&self, object: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<DeletedResult> {
-        let path = self.data_path(&format!("sobjects/{}/deleted/{}", urlencoding::encode(object), window_query(start, end)));
-        self.json(&Call::get("get_deleted", Auth::Bearer, path).long_running()).await
+    pub async fn get_deleted(
+        &self,
+        object: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<DeletedResult> {
+        let path = self.data_path(&format!(
+            "sobjects/{}/deleted/{}",
+            urlencoding::encode(object),
+            window_query(start, end)
+        ));
+        self.json(&Call::new("get_deleted", Auth::Bearer, path).long_running())
+            .await
     }
 }
 
@@ -92,7 +116,10 @@ mod tests {
             r#"{"ids":["a00D0000008pQR5IAM"],"latestDateCovered":"2013-05-08T21:20:00.000+0000"}"#,
         )
         .unwrap();
-        assert_eq!(u.latest_date_covered.to_rfc3339(), "2013-05-08T21:20:00+00:00");
+        assert_eq!(
+            u.latest_date_covered.to_rfc3339(),
+            "2013-05-08T21:20:00+00:00"
+        );
         let d: DeletedResult = serde_json::from_str(
             r#"{"deletedRecords":[{"id":"a00D0000008pQRAIA2","deletedDate":"2013-05-07T22:07:19.000+0000"}],
             "earliestDateAvailable":"2013-05-03T15:57:00.000+0000","latestDateCovered":"2013-05-08T21:20:00.000Z"}"#,
@@ -106,6 +133,9 @@ mod tests {
     fn window_is_url_encoded_utc() {
         let start = parse_sf_datetime("2024-01-02T03:04:05Z").unwrap();
         let q = window_query(start, start);
-        assert_eq!(q, "?start=2024-01-02T03%3A04%3A05%2B00%3A00&end=2024-01-02T03%3A04%3A05%2B00%3A00");
+        assert_eq!(
+            q,
+            "?start=2024-01-02T03%3A04%3A05%2B00%3A00&end=2024-01-02T03%3A04%3A05%2B00%3A00"
+        );
     }
 }

@@ -77,10 +77,16 @@ pub fn parse_limit_info(header: &str) -> (Option<Usage>, Option<Usage>) {
     let mut app = None;
     for part in header.split([';', ',']) {
         let part = part.trim();
-        let Some((key, value)) = part.split_once('=') else { continue };
+        let Some((key, value)) = part.split_once('=') else {
+            continue;
+        };
         let value = value.split('(').next().unwrap_or("").trim();
-        let Some((used, max)) = value.split_once('/') else { continue };
-        let (Ok(used), Ok(max)) = (used.trim().parse(), max.trim().parse()) else { continue };
+        let Some((used, max)) = value.split_once('/') else {
+            continue;
+        };
+        let (Ok(used), Ok(max)) = (used.trim().parse(), max.trim().parse()) else {
+            continue;
+        };
         match key.trim() {
             "api-usage" => org = Some(Usage { used, max }),
             "per-app-api-usage" => app = Some(Usage { used, max }),
@@ -138,8 +144,10 @@ impl UsageTracker {
     pub(crate) fn observe_limits(&self, limits: BTreeMap<String, Limit>) {
         let mut state = self.state.lock();
         if let Some(daily) = limits.get("DailyApiRequests") {
-            state.api_usage =
-                Some(Usage { used: daily.max.saturating_sub(daily.remaining), max: daily.max });
+            state.api_usage = Some(Usage {
+                used: daily.max.saturating_sub(daily.remaining),
+                max: daily.max,
+            });
         }
         state.limits = limits;
     }
@@ -187,14 +195,34 @@ mod tests {
 
     #[test]
     fn parses_limit_info_variants() {
-        assert_eq!(parse_limit_info("api-usage=18/5000"), (Some(Usage { used: 18, max: 5000 }), None));
         assert_eq!(
-            parse_limit_info("api-usage=25/5000; per-app-api-usage=17/250(appName=sample-connected-app)"),
-            (Some(Usage { used: 25, max: 5000 }), Some(Usage { used: 17, max: 250 }))
+            parse_limit_info("api-usage=18/5000"),
+            (
+                Some(Usage {
+                    used: 18,
+                    max: 5000
+                }),
+                None
+            )
+        );
+        assert_eq!(
+            parse_limit_info(
+                "api-usage=25/5000; per-app-api-usage=17/250(appName=sample-connected-app)"
+            ),
+            (
+                Some(Usage {
+                    used: 25,
+                    max: 5000
+                }),
+                Some(Usage { used: 17, max: 250 })
+            )
         );
         assert_eq!(
             parse_limit_info("api-usage=3/15000; api-bursts=1/750").0,
-            Some(Usage { used: 3, max: 15000 })
+            Some(Usage {
+                used: 3,
+                max: 15000
+            })
         );
         assert_eq!(parse_limit_info("garbage"), (None, None));
         assert_eq!(parse_limit_info("api-usage=x/5"), (None, None));
@@ -206,10 +234,22 @@ mod tests {
             r#"{"DailyApiRequests":{"Max":15000,"Remaining":14998},"Old":{"Max":"5000","Remaining":"4000"}}"#,
         )
         .unwrap();
-        assert_eq!(limits["Old"], Limit { max: 5000, remaining: 4000 });
+        assert_eq!(
+            limits["Old"],
+            Limit {
+                max: 5000,
+                remaining: 4000
+            }
+        );
         let t = UsageTracker::default();
         t.observe_limits(limits);
-        assert_eq!(t.snapshot().api_usage, Some(Usage { used: 2, max: 15000 }));
+        assert_eq!(
+            t.snapshot().api_usage,
+            Some(Usage {
+                used: 2,
+                max: 15000
+            })
+        );
     }
 
     #[test]

@@ -16,7 +16,10 @@ pub(crate) fn groups(xml: &str, group: &str) -> Result<Vec<HashMap<String, Strin
     let mut current: Option<HashMap<String, String>> = None;
     let mut leaf: Option<String> = None;
     loop {
-        match reader.read_event().map_err(|e| Error::protocol(format!("bad xml: {e}")))? {
+        match reader
+            .read_event()
+            .map_err(|e| Error::protocol(format!("bad xml: {e}")))?
+        {
             Event::Start(e) => {
                 let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
                 if name == group {
@@ -27,7 +30,9 @@ pub(crate) fn groups(xml: &str, group: &str) -> Result<Vec<HashMap<String, Strin
             }
             Event::Text(t) => {
                 if let (Some(map), Some(name)) = (current.as_mut(), leaf.as_ref()) {
-                    let text = t.unescape().map_err(|e| Error::protocol(format!("bad xml: {e}")))?;
+                    let text = t
+                        .unescape()
+                        .map_err(|e| Error::protocol(format!("bad xml: {e}")))?;
                     map.insert(name.clone(), text.into_owned());
                 }
             }
@@ -51,10 +56,15 @@ pub(crate) fn leaves(xml: &str, tag: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let mut inside = false;
     loop {
-        match reader.read_event().map_err(|e| Error::protocol(format!("bad xml: {e}")))? {
+        match reader
+            .read_event()
+            .map_err(|e| Error::protocol(format!("bad xml: {e}")))?
+        {
             Event::Start(e) => inside = e.local_name().as_ref() == tag.as_bytes(),
             Event::Text(t) if inside => {
-                let text = t.unescape().map_err(|e| Error::protocol(format!("bad xml: {e}")))?;
+                let text = t
+                    .unescape()
+                    .map_err(|e| Error::protocol(format!("bad xml: {e}")))?;
                 out.push(text.into_owned());
             }
             Event::End(_) => inside = false,
