@@ -27,11 +27,21 @@
 //!
 //! `_hc_lastop` becomes `SYNCED` and `_hc_err` is cleared, as Heroku Connect's status trigger does
 //! for its own writes (reference/heroku-connect.md §4.1).
+//!
+//! Callers must run [`crate::writeback::SUPPRESS_CAPTURE`] first in that transaction: otherwise the
+//! capture triggers take the merge's writes for the application's and send them back to Salesforce.
+//!
+//! For read_write mappings the merge also keeps write-back's promises ([`crate::writeback::guard`]):
+//! columns with a change still on its way to Salesforce keep their Postgres value (and the row its
+//! `_hc_lastop`), a row deleted in Postgres is not revived while its delete is pending, and a record
+//! with no sfid match is matched to a row without sfid by the upsert field (§4.7), so an insert's
+//! echo links to its row instead of duplicating it.
 
 use crate::ident::{Ident, QualifiedName};
-use crate::mapping::ResolvedMapping;
+use crate::mapping::{Access, ResolvedMapping};
 use crate::state::{table, TOMBSTONES_TABLE};
 use crate::types::PgType;
+use crate::writeback::guard;
 
 /// The staging table's columns, in COPY order: sfid, systemmodstamp, isdeleted, then the mapped
 /// fields in [`ResolvedMapping::fields`] order. Pair with [`PgType::postgres_type`] for
@@ -115,10 +125,6 @@ pub fn merge_from_staging(schema: &Ident, mapping: &ResolvedMapping) -> String {
             .map(|(c, _)| format!(", s.{c}"))
             .collect::<String>()
     );
-    let set_cols: String = fields
-        .iter()
-        .map(|(c, _)| format!(", {c} = EXCLUDED.{c}"))
-        .collect();
     // Same stamp but different values: a formula or a missed write; worth rewriting and counting.
     let differs = if fields.is_empty() {
         "false".to_owned()
@@ -129,12 +135,15 @@ pub fn merge_from_staging(schema: &Ident, mapping: &ResolvedMapping) -> String {
             column_list(fields, "EXCLUDED.")
         )
     };
+    let wb = write_back_sql(schema, mapping, fields);
+    let (link_ctes, ups_filter, set_tail, link_count) =
+        (&wb.link_ctes, &wb.ups_filter, &wb.set_tail, &wb.link_count);
     format!(
         "WITH src AS (
     SELECT DISTINCT ON (sfid) * FROM {stage}
     WHERE sfid IS NOT NULL AND systemmodstamp IS NOT NULL
     ORDER BY sfid, systemmodstamp DESC, isdeleted DESC
-), tomb AS (
+){link_ctes}, tomb AS (
     INSERT INTO {tombstones} AS tb (connection, object_name, sfid, systemmodstamp)
     SELECT $1::text, $2::text, sfid, systemmodstamp FROM src WHERE isdeleted
     ON CONFLICT (connection, object_name, sfid) DO UPDATE
@@ -150,16 +159,103 @@ pub fn merge_from_staging(schema: &Ident, mapping: &ResolvedMapping) -> String {
     WHERE NOT s.isdeleted AND NOT EXISTS (
         SELECT 1 FROM {tombstones} tb
         WHERE tb.connection = $1::text AND tb.object_name = $2::text AND tb.sfid = s.sfid
-        AND tb.systemmodstamp >= s.systemmodstamp)
+        AND tb.systemmodstamp >= s.systemmodstamp){ups_filter}
     ON CONFLICT (sfid) DO UPDATE
-    SET systemmodstamp = EXCLUDED.systemmodstamp, isdeleted = false{set_cols},
-        _hc_lastop = 'SYNCED', _hc_err = NULL
+    SET systemmodstamp = EXCLUDED.systemmodstamp, isdeleted = false{set_tail}
     WHERE t.systemmodstamp IS NULL OR t.systemmodstamp < EXCLUDED.systemmodstamp
        OR (t.systemmodstamp = EXCLUDED.systemmodstamp AND {differs})
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM del), (SELECT count(*) FROM ups)"
+SELECT (SELECT count(*) FROM del), (SELECT count(*) FROM ups){link_count}"
     )
+}
+
+/// The pieces of the merge that differ for read_write mappings (module docs).
+struct WriteBackSql {
+    /// Extra CTEs after `src`: `lnk` (incoming record → row without sfid, by upsert field) and
+    /// `link` (writes the sfid there).
+    link_ctes: String,
+    /// Extra conditions on the rows `ups` inserts or updates.
+    ups_filter: String,
+    /// The end of `ups`'s SET list: mapped columns and `_hc_lastop`/`_hc_err`.
+    set_tail: String,
+    /// Added to the changed count.
+    link_count: String,
+}
+
+fn write_back_sql(
+    schema: &Ident,
+    mapping: &ResolvedMapping,
+    fields: &[(Ident, PgType)],
+) -> WriteBackSql {
+    if mapping.access != Access::ReadWrite {
+        let set_cols: String = fields
+            .iter()
+            .map(|(c, _)| format!(", {c} = EXCLUDED.{c}"))
+            .collect();
+        return WriteBackSql {
+            link_ctes: String::new(),
+            ups_filter: String::new(),
+            set_tail: format!("{set_cols},\n        _hc_lastop = 'SYNCED', _hc_err = NULL"),
+            link_count: String::new(),
+        };
+    }
+    let target = QualifiedName::new(schema, &mapping.table);
+    let upsert =
+        crate::writeback::upsert_column(mapping).filter(|u| fields.iter().any(|(c, _)| c == u));
+    let (link_ctes, not_linked, link_count) = match upsert {
+        // One row per incoming sfid, the oldest candidate: two unsynced rows sharing an upsert
+        // value cannot both take the same sfid.
+        Some(u) => (
+            format!(
+                ", lnk AS (
+    SELECT DISTINCT ON (s.sfid) x.id, s.sfid FROM src s
+    JOIN {target} x ON x.sfid IS NULL AND x.{u} = s.{u}
+    WHERE NOT s.isdeleted AND NOT EXISTS (SELECT 1 FROM {target} y WHERE y.sfid = s.sfid)
+    ORDER BY s.sfid, x.id
+), link AS (
+    UPDATE {target} t SET sfid = k.sfid FROM lnk k WHERE t.id = k.id
+    RETURNING 1
+)"
+            ),
+            "\n    AND NOT EXISTS (SELECT 1 FROM lnk k WHERE k.sfid = s.sfid)".to_owned(),
+            " + (SELECT count(*) FROM link)".to_owned(),
+        ),
+        None => (String::new(), String::new(), String::new()),
+    };
+    let ups_filter = format!(
+        "{not_linked}\n    AND NOT {}",
+        guard::pending_delete_sql(schema, mapping, "s.sfid", "s.systemmodstamp")
+    );
+    // One multi-column sub-SELECT, so the trigger log is read once per row, not once per column;
+    // it sees `t` as locked by ON CONFLICT, so a guarded column keeps the latest Postgres value.
+    let mut targets: Vec<String> = fields.iter().map(|(c, _)| c.to_string()).collect();
+    let mut exprs: Vec<String> = fields
+        .iter()
+        .map(|(c, _)| {
+            format!(
+                "CASE WHEN {} THEN t.{c} ELSE EXCLUDED.{c} END",
+                guard::column_guarded_sql("g", c)
+            )
+        })
+        .collect();
+    targets.extend(["_hc_lastop".to_owned(), "_hc_err".to_owned()]);
+    exprs.extend([
+        "CASE WHEN g.busy THEN t._hc_lastop ELSE 'SYNCED' END".to_owned(),
+        "CASE WHEN g.busy THEN t._hc_err END".to_owned(),
+    ]);
+    let set_tail = format!(
+        ",\n        ({}) = (SELECT {} FROM ({}) g)",
+        targets.join(", "),
+        exprs.join(", "),
+        guard::pending_changes_sql(schema, mapping, "t.id", "EXCLUDED.systemmodstamp")
+    );
+    WriteBackSql {
+        link_ctes,
+        ups_filter,
+        set_tail,
+        link_count,
+    }
 }
 
 #[cfg(test)]
@@ -209,5 +305,26 @@ mod tests {
         let merge = merge_from_staging(&s, &m);
         assert!(merge.contains("ON CONFLICT (sfid) DO UPDATE"));
         assert!(merge.contains("(t.\"name\") IS DISTINCT FROM (EXCLUDED.\"name\")"));
+        assert!(
+            !merge.contains("_trigger_log"),
+            "read_only merges do not look at write-back"
+        );
+    }
+
+    #[test]
+    fn read_write_merge_keeps_write_back_promises() {
+        let s = Ident::from_sf_name("salesforce").unwrap();
+        let mut m = mapping();
+        m.access = Access::ReadWrite;
+        m.upsert_field = Some("Name".into());
+        let merge = merge_from_staging(&s, &m);
+        assert!(merge.contains("lnk AS ("), "links echoes by upsert field");
+        assert!(merge.contains(
+            "JOIN \"salesforce\".\"account\" x ON x.sfid IS NULL AND x.\"name\" = s.\"name\""
+        ));
+        assert!(merge.contains("l.action = 'DELETE' AND l.sfid = s.sfid"));
+        assert!(merge.contains(
+            "(\"name\", _hc_lastop, _hc_err) = (SELECT CASE WHEN strpos(g.cols, '\"name\"=>') > 0"
+        ));
     }
 }

@@ -1,10 +1,11 @@
 //! Driftless's domain: configuration, Heroku Connect mappings, Salesforce → Postgres types, table
-//! DDL, schema migration, bookkeeping SQL and poll windows.
+//! DDL, schema migration, bookkeeping SQL, poll windows and the database half of write-back.
 //!
 //! No network and no actors here: the Salesforce client and the sync engine build on this crate. The
-//! only I/O is reading config/mapping files and, in [`migrate`] and [`state`], statements on a
-//! `tokio_postgres` client the caller owns.
+//! only I/O is reading config/mapping files and, in [`migrate`], [`state`] and [`writeback`],
+//! statements on a `tokio_postgres` client the caller owns.
 
+pub mod cluster;
 pub mod config;
 pub mod ddl;
 pub mod describe;
@@ -16,6 +17,7 @@ pub mod secret;
 pub mod state;
 pub mod types;
 pub mod window;
+pub mod writeback;
 
 pub use config::{Config, ConfigError};
 pub use describe::{FieldDescribe, ObjectDescribe};

@@ -13,6 +13,7 @@ use crate::describe::ObjectDescribe;
 use crate::ident::Ident;
 use crate::mapping::{resolve, Mapping, MappingError, ResolvedMapping};
 use crate::state;
+use crate::writeback;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
@@ -41,7 +42,7 @@ pub struct SchemaChanges {
 }
 
 /// Makes sure `schema` holds the mapping's table, columns and indexes, plus the bookkeeping and
-/// trigger-log tables. Idempotent; runs in one transaction.
+/// trigger-log tables and the write-back capture triggers. Idempotent; runs in one transaction.
 pub async fn ensure_schema(
     client: &mut Client,
     schema: &Ident,
@@ -114,6 +115,9 @@ pub async fn ensure_schema(
             created_indexes.push(index.name.as_str().to_owned());
         }
     }
+    // Every run, not only on creation: the trigger functions list the mapped columns and the
+    // access, which a mapping edit changes.
+    writeback::install_triggers(&tx, schema, &resolved).await?;
     tx.commit().await?;
     Ok(SchemaChanges {
         mapping: resolved,
