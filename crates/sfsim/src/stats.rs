@@ -97,7 +97,10 @@ mod tests {
         assert_eq!(
             route_label(
                 "GET",
-                &format!("/services/data/v62.0/sobjects/Account/{}", crate::ids::make("001", 1))
+                &format!(
+                    "/services/data/v62.0/sobjects/Account/{}",
+                    crate::ids::make("001", 1)
+                )
             ),
             "GET sobjects/{object}/{id}"
         );
