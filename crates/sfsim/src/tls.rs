@@ -52,9 +52,15 @@ fn generate(sans: &[String], dir: Option<&Path>) -> anyhow::Result<(String, Stri
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // A unique name per simulator: clients that trust several simulators' CAs in one bundle pick
+    // the issuer by name, and identical names make OpenSSL try the wrong key.
+    let ca_name = format!(
+        "Driftless Simulator CA {}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
     ca_params
         .distinguished_name
-        .push(DnType::CommonName, "Driftless Simulator CA");
+        .push(DnType::CommonName, ca_name);
     ca_params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,
