@@ -1,8 +1,11 @@
 //! The `driftless` binary: argument parsing and process roles. Each role lives in its crate;
 //! this file only wires the command line to them.
 
+mod ctl_cmd;
 mod logging;
+mod run_cmd;
 mod sim_cmd;
+mod verify_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -22,6 +25,12 @@ struct Cli {
 enum Command {
     /// Run the Salesforce org simulator (REST, SOAP login, OAuth, Bulk 1.0/2.0, long transactions, faults)
     Sim(sim_cmd::SimArgs),
+    /// Run the coordinator and one worker in one process: keep every mapped object in its table
+    Run(run_cmd::RunArgs),
+    /// Compare Salesforce and Postgres record by record; exit 0 when they match
+    Verify(verify_cmd::VerifyArgs),
+    /// Send admin messages to the coordinator
+    Ctl(ctl_cmd::CtlArgs),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +38,9 @@ fn main() -> ExitCode {
     logging::init();
     let result = match cli.command {
         Command::Sim(args) => sim_cmd::run(args),
+        Command::Run(args) => run_cmd::run(args),
+        Command::Verify(args) => verify_cmd::run(args),
+        Command::Ctl(args) => ctl_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

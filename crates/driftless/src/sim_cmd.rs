@@ -40,7 +40,8 @@ pub struct SimArgs {
 }
 
 pub fn run(args: SimArgs) -> anyhow::Result<()> {
-    let dataset = sfsim::config::parse_dataset(&args.dataset).map_err(|e| UsageError(format!("--dataset: {e}")))?;
+    let dataset = sfsim::config::parse_dataset(&args.dataset)
+        .map_err(|e| UsageError(format!("--dataset: {e}")))?;
     let config = sfsim::SimConfig {
         listen: args.listen,
         dataset,
@@ -54,10 +55,16 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         bulk_rows_per_sec: args.bulk_rows_per_sec,
         cert_dir: None,
     };
-    if let Some(object) = config.dataset.iter().find(|(o, _)| sfsim::schema::Schema::standard().object(o).is_none()) {
+    if let Some(object) = config
+        .dataset
+        .iter()
+        .find(|(o, _)| sfsim::schema::Schema::standard().object(o).is_none())
+    {
         return Err(UsageError(format!("--dataset: unknown object '{}'", object.0)).into());
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let sim = sfsim::start(config).await?;
         let line = serde_json::to_string(&sim.info)?;
@@ -73,11 +80,12 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     })
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("signal handler");
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

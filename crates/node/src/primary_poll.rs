@@ -1,0 +1,176 @@
+//! One primary poll: the next window after `synced_through`, read once, committed with its rows.
+
+use chrono::{Duration, Utc};
+use driftless_core::state::{PrimaryCommit, ReadKind, WindowRecord};
+use driftless_core::window::{next_window, Window, WindowPolicy};
+use salesforce::QueryOperation;
+
+use crate::db_writer::Progress;
+use crate::error::Result;
+use crate::initial_load::latest_date_covered;
+use crate::mapping_ctx::{BatchWriter, MappingCtx};
+use crate::rows::Cell;
+use crate::sf::{self, ReadCost};
+use crate::status::states;
+
+pub enum PollOutcome {
+    /// Nothing safe to read yet.
+    Idle,
+    /// A window was committed; `caught_up` is false when more lies behind now (poll again now).
+    Committed {
+        window: WindowRecord,
+        caught_up: bool,
+    },
+}
+
+/// `force_bulk`: a one-second window whose REST query timed out is read by Bulk instead.
+pub async fn poll(
+    ctx: &MappingCtx,
+    synced_through: chrono::DateTime<Utc>,
+    max_len: Duration,
+    force_bulk: bool,
+) -> Result<PollOutcome> {
+    let now = Utc::now();
+    let ldc = if ctx.options.honor_latest_date_covered {
+        Some(latest_date_covered(ctx, now).await?)
+    } else {
+        None
+    };
+    let policy = WindowPolicy {
+        margin: Duration::seconds(ctx.sync.poll_margin_secs as i64),
+        max_len,
+    };
+    let Some(window) = next_window(synced_through, now, ldc, policy) else {
+        return Ok(PollOutcome::Idle);
+    };
+    let unbounded = next_window(
+        synced_through,
+        now,
+        ldc,
+        WindowPolicy {
+            max_len: Duration::zero(),
+            ..policy
+        },
+    );
+    let caught_up = match unbounded {
+        Some(w) => w.end == window.end,
+        None => true,
+    };
+
+    let object = ctx.object().to_owned();
+    let fields = ctx.mapping.soql_fields();
+    let count = ctx
+        .client
+        .count(&format!(
+            "SELECT COUNT() FROM {object} WHERE {}",
+            window.soql_condition()
+        ))
+        .await?;
+    let bulk = force_bulk || count > ctx.sync.bulk_threshold;
+    let mut cost = ReadCost::default();
+    let mut writer = BatchWriter::new(ctx);
+    let mut batches = Vec::new();
+    if bulk {
+        ctx.set_status_state(states::POLLING_SF_BULK, None);
+        let per_batch = ctx.sync.bulk_threshold.max(1);
+        let n = count.div_ceil(per_batch).clamp(1, 20) as usize;
+        batches = window.split(n);
+        let soqls = sf::window_soqls(&fields, &object, &batches);
+        sf::bulk_read(
+            &ctx.client,
+            &object,
+            QueryOperation::QueryAll,
+            &soqls,
+            None,
+            &mut cost,
+            &mut writer,
+        )
+        .await?;
+    } else {
+        ctx.set_status_state(states::POLLING_SF_CHANGES, None);
+        let soql = sf::select(&fields, &object, Some(&window.soql_condition()));
+        sf::rest_read(
+            &ctx.client,
+            &soql,
+            QueryOperation::QueryAll,
+            &mut cost,
+            &mut writer,
+        )
+        .await?;
+    }
+    if ctx.mapping.has_is_deleted {
+        add_deleted(ctx, &window, &mut writer).await;
+    }
+
+    let records = writer.records;
+    let commit = PrimaryCommit {
+        window,
+        kind: if bulk { ReadKind::Bulk } else { ReadKind::Rest },
+        batches: batches.clone(),
+        records,
+        bulk_jobs: cost.bulk_jobs,
+        rest_queries: cost.rest_queries,
+        api_calls: ctx.take_api_calls(),
+        secondary_due_at: ctx.secondary_due(),
+    };
+    let (applied, _, bad) = writer.finish(Progress::Primary(commit.clone())).await?;
+    if bad > 0 {
+        tracing::warn!(
+            object,
+            bad,
+            "values that did not parse as their column type were stored as null"
+        );
+    }
+    tracing::debug!(object, start = %window.start, end = %window.end, records, bulk, "primary window committed");
+    ctx.registry
+        .update(&ctx.key.connection, &ctx.key.object, |s| {
+            let c = &mut s.counters;
+            c.primary_polls += 1;
+            c.primary_records += records;
+            c.primary_bulk_jobs += cost.bulk_jobs;
+            c.primary_bulk_batches += batches.len() as i64;
+            c.primary_rest_queries += cost.rest_queries;
+            c.api_calls += commit.api_calls;
+            s.synced_through = Some(window.end);
+        });
+    let now = Utc::now();
+    Ok(PollOutcome::Committed {
+        window: WindowRecord {
+            id: applied.window_id.unwrap_or_default(),
+            window,
+            kind: commit.kind,
+            batches,
+            primary_records: records,
+            primary_done_at: now,
+            secondary_due_at: commit.secondary_due_at,
+            secondary_done_at: None,
+            secondary_records: 0,
+            drift_records: 0,
+        },
+        caught_up,
+    })
+}
+
+/// getDeleted over the window: deletions whose records already left the recycle bin, which
+/// queryAll no longer returns. Best effort: queryAll already carries the others, so a failure
+/// here is logged, not fatal.
+async fn add_deleted(ctx: &MappingCtx, window: &Window, writer: &mut BatchWriter<'_>) {
+    // Salesforce truncates these bounds to minutes and wants them more than a minute apart.
+    let start = window.start - Duration::minutes(1);
+    let end = (window.end + Duration::minutes(1)).min(Utc::now());
+    match ctx.client.get_deleted(ctx.object(), start, end).await {
+        Ok(deleted) => {
+            let width = 3 + ctx.mapping.fields.len();
+            for d in deleted.deleted_records {
+                let mut row = vec![Cell::Null; width];
+                row[0] = Cell::Text(d.id);
+                row[1] = Cell::Timestamp(d.deleted_date.naive_utc());
+                row[2] = Cell::Bool(true);
+                writer.push_row(row);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(object = ctx.object(), error = %e, "getDeleted failed; relying on queryAll for deletes")
+        }
+    }
+}
