@@ -125,7 +125,7 @@ pub async fn load_all(
 pub async fn safe_high_water_mark(ctx: &MappingCtx) -> Result<DateTime<Utc>> {
     let now = Utc::now();
     let mut mark = now - chrono::Duration::seconds(ctx.sync.poll_margin_secs as i64);
-    if ctx.options.honor_latest_date_covered {
+    if ctx.options.honor_latest_date_covered && ctx.sync.use_latest_date_covered {
         mark = mark.min(latest_date_covered(ctx, now).await?);
     }
     Ok(floor_second(mark))

@@ -31,7 +31,7 @@ pub async fn poll(
     force_bulk: bool,
 ) -> Result<PollOutcome> {
     let now = Utc::now();
-    let ldc = if ctx.options.honor_latest_date_covered {
+    let ldc = if ctx.options.honor_latest_date_covered && ctx.sync.use_latest_date_covered {
         Some(latest_date_covered(ctx, now).await?)
     } else {
         None

@@ -11,6 +11,9 @@
 //! - `connection.sync.secondary_enabled` (default true): turn secondary polls off, e.g. to measure
 //!   the drift they catch. `connection.sync.poll_margin_secs` (default 5): how far behind now a
 //!   window must end, for clock skew between this host and Salesforce.
+//! - `connection.sync.use_latest_date_covered` (default true): primary windows never end past
+//!   getUpdated's `latestDateCovered`. Off, primary polls read as Heroku Connect's do (up to now
+//!   minus the margin) and the secondary polls alone repair what long transactions commit late.
 
 mod error;
 mod raw;
@@ -144,6 +147,7 @@ pub struct SyncConfig {
     pub bulk_threshold: u64,
     pub secondary_enabled: bool,
     pub poll_margin_secs: u64,
+    pub use_latest_date_covered: bool,
 }
 
 impl Default for SyncConfig {
@@ -155,6 +159,7 @@ impl Default for SyncConfig {
             bulk_threshold: DEFAULT_BULK_THRESHOLD,
             secondary_enabled: true,
             poll_margin_secs: DEFAULT_POLL_MARGIN_SECS,
+            use_latest_date_covered: true,
         }
     }
 }
@@ -357,6 +362,9 @@ fn sync(src: &Source<'_>, rs: Option<RawSync>) -> Result<SyncConfig, ConfigError
             None => d.bulk_threshold,
         },
         secondary_enabled: rs.secondary_enabled.unwrap_or(d.secondary_enabled),
+        use_latest_date_covered: rs
+            .use_latest_date_covered
+            .unwrap_or(d.use_latest_date_covered),
         poll_margin_secs: match &rs.poll_margin_secs {
             Some(n) => non_negative(src, n, &k("poll_margin_secs"))?,
             None => d.poll_margin_secs,

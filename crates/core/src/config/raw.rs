@@ -125,5 +125,6 @@ pub(super) struct RawSync {
     pub secondary_concurrency: Option<Spanned<i64>>,
     pub bulk_threshold: Option<Spanned<i64>>,
     pub secondary_enabled: Option<bool>,
+    pub use_latest_date_covered: Option<bool>,
     pub poll_margin_secs: Option<Spanned<i64>>,
 }

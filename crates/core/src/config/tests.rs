@@ -115,15 +115,17 @@ fn defaults() {
         (600, 300, 2, 10000)
     );
     assert!(s.secondary_enabled);
+    assert!(s.use_latest_date_covered);
     assert_eq!(s.poll_margin_secs, 5);
 }
 
 #[test]
 fn extra_sync_keys() {
     let text =
-        format!("{MINIMAL}\n[connection.sync]\nsecondary_enabled = false\npoll_margin_secs = 0\n");
+        format!("{MINIMAL}\n[connection.sync]\nsecondary_enabled = false\npoll_margin_secs = 0\nuse_latest_date_covered = false\n");
     let c = parse(&text).unwrap();
     assert!(!c.connections[0].sync.secondary_enabled);
+    assert!(!c.connections[0].sync.use_latest_date_covered);
     assert_eq!(c.connections[0].sync.poll_margin_secs, 0);
 }
 
