@@ -78,10 +78,11 @@ pub struct Setup {
 }
 
 pub fn write_config(db: &TestDb, sim: &sfsim::SimInfo, setup: &Setup) -> Config {
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("driftless-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mappings = r#"{"mappings":[
+    write_config_with(db, sim, setup, DEFAULT_MAPPINGS)
+}
+
+/// Account and Contact, read only, polled every 2 s.
+pub const DEFAULT_MAPPINGS: &str = r#"{"mappings":[
       {"object_name":"Account","config":{"access":"read_only","sf_polling_seconds":2,"sf_notify_enabled":false,
         "sf_max_daily_api_calls":30000,
         "fields":{"Id":{},"IsDeleted":{},"SystemModstamp":{},"CreatedDate":{},"Name":{},"Type":{},"Industry":{},
@@ -93,6 +94,17 @@ pub fn write_config(db: &TestDb, sim: &sfsim::SimInfo, setup: &Setup) -> Config 
                   "Email":{},"Birthdate":{},"HasOptedOutOfEmail":{}},
         "indexes":{"Id":{"unique":true},"SystemModstamp":{"unique":false}}}}
     ],"version":1}"#;
+
+/// Writes `mappings` (Heroku Connect's format) and a driftless.toml to a temporary directory.
+pub fn write_config_with(
+    db: &TestDb,
+    sim: &sfsim::SimInfo,
+    setup: &Setup,
+    mappings: &str,
+) -> Config {
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("driftless-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("mappings.json"), mappings).unwrap();
     let toml = format!(
         r#"[coordinator]
@@ -226,6 +238,8 @@ impl Drop for ConnectionSampler {
 /// test's runtime.
 pub struct SimThread {
     pub info: sfsim::SimInfo,
+    /// The simulator's org, for creating and reading records directly (`begin`/`create`/`commit`).
+    pub org: std::sync::Arc<sfsim::store::Org>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -237,14 +251,15 @@ impl SimThread {
         let thread = std::thread::spawn(move || {
             actix_rt::System::new().block_on(async move {
                 let sim = sfsim::start(config).await.expect("simulator");
-                let _ = info_tx.send(sim.info.clone());
+                let _ = info_tx.send((sim.info.clone(), sim.state.org.clone()));
                 let _ = stop_rx.await;
                 sim.stop().await;
             });
         });
-        let info = info_rx.await.expect("simulator started");
+        let (info, org) = info_rx.await.expect("simulator started");
         SimThread {
             info,
+            org,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
