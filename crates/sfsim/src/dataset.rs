@@ -136,17 +136,7 @@ pub fn generate(org: &Arc<Org>, object: &str, count: u64, seed: u64) -> Result<u
             def.name
         ));
     }
-    let parents: Vec<(usize, u64)> = def
-        .fields
-        .iter()
-        .map(|f| {
-            f.reference_to
-                .first()
-                .and_then(|t| org.schema.object_index(t))
-                .map(|t| (t, org.next_seq(t).saturating_sub(1)))
-                .unwrap_or((0, 0))
-        })
-        .collect();
+    let parents = parent_ranges(org, def);
     let object_salt = def
         .key_prefix
         .bytes()
@@ -172,6 +162,21 @@ pub fn generate(org: &Arc<Org>, object: &str, count: u64, seed: u64) -> Result<u
         start = end;
     }
     Ok(count)
+}
+
+/// Per field: the lookup's target object and its highest sequence so far (0 when the field is no
+/// lookup or the target is empty), so generated lookups point at records that exist.
+fn parent_ranges(org: &Org, def: &ObjectDef) -> Vec<(usize, u64)> {
+    def.fields
+        .iter()
+        .map(|f| {
+            f.reference_to
+                .first()
+                .and_then(|t| org.schema.object_index(t))
+                .map(|t| (t, org.next_seq(t).saturating_sub(1)))
+                .unwrap_or((0, 0))
+        })
+        .collect()
 }
 
 fn record(
@@ -357,17 +362,7 @@ pub fn generate_all(org: &Arc<Org>, spec: &[(String, u64)], seed: u64) -> Result
 /// with lookups to existing parents.
 pub fn new_record(org: &Org, object: usize, rng: &mut ChaCha8Rng) -> Vec<(usize, Value)> {
     let def = &org.schema.objects[object];
-    let parents: Vec<(usize, u64)> = def
-        .fields
-        .iter()
-        .map(|f| {
-            f.reference_to
-                .first()
-                .and_then(|t| org.schema.object_index(t))
-                .map(|t| (t, org.next_seq(t).saturating_sub(1)))
-                .unwrap_or((0, 0))
-        })
-        .collect();
+    let parents = parent_ranges(org, def);
     let i = org.next_seq(object) + rng.gen_range(0..1_000_000_000u64) * 1_000_000;
     record(def, &parents, i, rng, org)
         .into_iter()
