@@ -297,6 +297,10 @@ pub(crate) async fn copy_and_merge(
     key: &MappingKey,
     rows: &[Row],
 ) -> Result<(i64, i64)> {
+    // The merge's writes are Salesforce's, not the application's: without this the capture
+    // trigger logs every merged row to `_trigger_log` (dml.rs requires it of callers).
+    tx.batch_execute(driftless_core::writeback::SUPPRESS_CAPTURE)
+        .await?;
     copy_rows(tx, schema, mapping, rows).await?;
     let row = tx
         .query_one(

@@ -88,6 +88,8 @@ struct Outcome {
     after_repair: i64,
     /// drift_records in the bookkeeping, secondary polls and repairs together.
     repaired_drift: i64,
+    /// Rows in `_trigger_log`: the sync's own writes are never captured, so always 0.
+    captured: i64,
 }
 
 /// Loads, runs a workload with long transactions, stops it, waits until every window up to the
@@ -270,6 +272,13 @@ async fn load_then_workload(setup: Setup, run_options: RunOptions) -> Outcome {
         .unwrap()
         .get(0);
 
+    // The engine's own writes (loads, polls, repairs) must never reach the write-back capture.
+    let captured: i64 = pg
+        .query_one("SELECT count(*) FROM salesforce._trigger_log", &[])
+        .await
+        .unwrap()
+        .get(0);
+
     engine.stop().await;
     let peak = sampler.peak();
     let a = mapping(&status, "Account");
@@ -299,6 +308,7 @@ async fn load_then_workload(setup: Setup, run_options: RunOptions) -> Outcome {
         repaired: repair.map(|r| r.iter().map(|r| r.repaired).sum()),
         after_repair: after_repair.iter().map(|r| r.differences()).sum(),
         repaired_drift,
+        captured,
     }
 }
 
@@ -315,6 +325,10 @@ async fn rest_sync_with_secondary_polls_ends_without_differences() {
     )
     .await;
     assert_eq!(out.differences, 0, "verify after secondary polls");
+    assert_eq!(
+        out.captured, 0,
+        "the sync's own writes were captured for write-back"
+    );
     assert!(out.account_drift > 0, "secondary polls repaired drift");
     assert!(
         out.peak_connections <= 2,
@@ -339,6 +353,10 @@ async fn bulk_sync_with_secondary_polls_ends_without_differences() {
     )
     .await;
     assert_eq!(out.differences, 0, "verify after secondary polls");
+    assert_eq!(
+        out.captured, 0,
+        "the sync's own writes were captured for write-back"
+    );
     assert!(
         out.peak_connections <= 3,
         "peak {} connections",
@@ -373,6 +391,10 @@ async fn without_secondary_polls_long_transactions_leave_differences() {
     assert_eq!(out.repaired, Some(out.differences));
     assert_eq!(out.after_repair, 0);
     assert_eq!(out.repaired_drift, out.differences);
+    assert_eq!(
+        out.captured, 0,
+        "verify --repair's writes were captured for write-back"
+    );
 }
 
 #[actix_rt::test]
