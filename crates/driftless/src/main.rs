@@ -1,7 +1,10 @@
 //! The `driftless` binary: argument parsing and process roles. Each role lives in its crate;
 //! this file only wires the command line to them.
 
+mod cluster_cmd;
 mod ctl_cmd;
+mod demo;
+mod demo_cmd;
 mod logging;
 mod run_cmd;
 mod sim_cmd;
@@ -29,18 +32,33 @@ enum Command {
     Run(run_cmd::RunArgs),
     /// Compare Salesforce and Postgres record by record; exit 0 when they match
     Verify(verify_cmd::VerifyArgs),
+    /// Run the coordinator of a cluster: assign mappings to workers, keep leases, serve admin
+    Coordinator(cluster_cmd::CoordinatorArgs),
+    /// Run one worker of a cluster: take mappings from the coordinator and sync them
+    Worker(cluster_cmd::WorkerArgs),
     /// Send admin messages to the coordinator
     Ctl(ctl_cmd::CtlArgs),
+    /// The first run: a simulated org, Postgres, sync with progress bars, and a drift report
+    #[command(long_about = demo_cmd::LONG_ABOUT)]
+    Demo(demo_cmd::DemoArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init();
+    // The demo draws progress bars: only warnings may interrupt them unless RUST_LOG says more.
+    logging::init(if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    });
     let result = match cli.command {
         Command::Sim(args) => sim_cmd::run(args),
         Command::Run(args) => run_cmd::run(args),
         Command::Verify(args) => verify_cmd::run(args),
+        Command::Coordinator(args) => cluster_cmd::run_coordinator(args),
+        Command::Worker(args) => cluster_cmd::run_worker(args),
         Command::Ctl(args) => ctl_cmd::run(args),
+        Command::Demo(args) => demo_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -37,6 +37,10 @@ pub struct SimArgs {
     /// Bulk processing speed; batches stay InProgress for rows / this many seconds
     #[arg(long)]
     bulk_rows_per_sec: Option<u64>,
+    /// The URL to announce as login and instance URL when clients reach the simulator by
+    /// another name than --listen (e.g. `http://sim:8443` in a container network)
+    #[arg(long)]
+    public_url: Option<String>,
 }
 
 pub fn run(args: SimArgs) -> anyhow::Result<()> {
@@ -54,6 +58,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         session_ttl_secs: args.session_ttl,
         bulk_rows_per_sec: args.bulk_rows_per_sec,
         cert_dir: None,
+        public_url: args.public_url,
     };
     if let Some(object) = config
         .dataset

@@ -117,6 +117,8 @@ pub struct EnsureSchema {
 pub struct Claim {
     pub key: MappingKey,
     pub owner: String,
+    /// The coordinator's epoch for this mapping; None: the next one after the stored epoch.
+    pub epoch: Option<i64>,
 }
 
 #[derive(Message)]
@@ -126,6 +128,16 @@ pub struct SetState {
     pub epoch: i64,
     pub state: String,
     pub error: Option<String>,
+}
+
+/// Starts or resumes an initial load: answers the load's high-water mark and committed cursor
+/// (`state::begin_initial_load`).
+#[derive(Message)]
+#[rtype(result = "Result<(DateTime<Utc>, Option<String>)>")]
+pub struct BeginLoad {
+    pub key: MappingKey,
+    pub epoch: i64,
+    pub mark: DateTime<Utc>,
 }
 
 #[derive(Message)]
@@ -201,9 +213,13 @@ impl Handler<Claim> for DbWriter {
         Box::pin(async move {
             let obj = pool.get().await?;
             // Single-process `run`: each start is a new owner, which fences any zombie of an
-            // earlier process still writing.
-            let current = state::load(&**obj, &msg.key).await?;
-            let epoch = current.map_or(1, |s| s.owner_epoch + 1);
+            // earlier process still writing. In a cluster the coordinator's epoch decides.
+            let epoch = match msg.epoch {
+                Some(e) => e,
+                None => state::load(&**obj, &msg.key)
+                    .await?
+                    .map_or(1, |s| s.owner_epoch + 1),
+            };
             if !state::claim(&**obj, &msg.key, epoch, &msg.owner).await? {
                 return Err(NodeError::Fenced(format!(
                     "{}/{}: a newer owner holds the mapping",
@@ -232,6 +248,17 @@ impl Handler<SetState> for DbWriter {
             )
             .await?;
             Ok(())
+        })
+    }
+}
+
+impl Handler<BeginLoad> for DbWriter {
+    type Result = ResponseFuture<Result<(DateTime<Utc>, Option<String>)>>;
+    fn handle(&mut self, msg: BeginLoad, _: &mut Self::Context) -> Self::Result {
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let obj = pool.get().await?;
+            Ok(state::begin_initial_load(&**obj, &msg.key, msg.epoch, msg.mark).await?)
         })
     }
 }

@@ -3,14 +3,20 @@
 //! Count first; above `bulk_threshold` one Bulk job with PK chunking, else one REST query. Rows go
 //! to Postgres in bounded batches, each its own transaction with its progress. `queryAll` rather
 //! than `query`, so records deleted since an earlier, interrupted load leave the table too.
+//!
+//! An interrupted load resumes: each batch commits a cursor, an Id up to which every record is
+//! in the table (REST reads `ORDER BY Id`; Bulk reads advance it only at the end of a PK chunk,
+//! whose rows come unordered). The next attempt reads only `Id > cursor` (Bulk: PK chunks from
+//! `startRow`), and keeps the first attempt's high-water mark, so windows re-read every change
+//! made to the rows already committed since then.
 
 use chrono::{DateTime, Utc};
 use driftless_core::window::floor_second;
-use salesforce::QueryOperation;
+use salesforce::{BulkV1Options, QueryOperation};
 
-use crate::db_writer::Progress;
+use crate::db_writer::{BeginLoad, Progress};
 use crate::error::Result;
-use crate::mapping_ctx::{BatchWriter, MappingCtx};
+use crate::mapping_ctx::{BatchWriter, CursorMode, MappingCtx};
 use crate::sf::{self, ReadCost};
 
 /// How to read everything, adjusted after QUERY_TIMEOUT: a REST query that times out is redone
@@ -51,21 +57,36 @@ pub async fn load_all(
 ) -> Result<LoadOutcome> {
     // Every record stamped before this is visible now, so windows can start there. Taken before
     // the read: later changes are the windows' business.
-    let done_through = safe_high_water_mark(ctx).await?;
+    let mut done_through = safe_high_water_mark(ctx).await?;
+    let mut cursor = None;
+    if commit_progress {
+        (done_through, cursor) = ctx
+            .writer
+            .send(BeginLoad {
+                key: ctx.key.clone(),
+                epoch: ctx.epoch,
+                mark: done_through,
+            })
+            .await??;
+    }
     let object = ctx.object().to_owned();
     let fields = ctx.mapping.soql_fields();
+    // Ids are validated by their shape before they reach SOQL.
+    let after = cursor
+        .as_deref()
+        .filter(|c| c.len() >= 15 && c.chars().all(|ch| ch.is_ascii_alphanumeric()))
+        .map(|c| format!("Id > '{c}'"));
+    let count_soql = match &after {
+        Some(cond) => format!("SELECT COUNT() FROM {object} WHERE {cond}"),
+        None => format!("SELECT COUNT() FROM {object}"),
+    };
     // A count too big to finish in time says Bulk anyway.
-    let count = match ctx
-        .client
-        .count(&format!("SELECT COUNT() FROM {object}"))
-        .await
-    {
+    let count = match ctx.client.count(&count_soql).await {
         Err(e) if e.kind() == salesforce::ErrorKind::QueryTimeout => u64::MAX,
         other => other?,
     };
-    let soql = sf::select(&fields, &object, None);
+    let soql = sf::select(&fields, &object, after.as_deref());
     let mut writer = BatchWriter::new(ctx);
-    writer.track_cursor = commit_progress;
     let mut cost = ReadCost::default();
     if plan.force_bulk || count > ctx.sync.bulk_threshold {
         let chunk = plan
@@ -75,20 +96,39 @@ pub async fn load_all(
             object,
             count,
             chunk,
+            resume_after = cursor.as_deref(),
             "initial read via bulk with pk chunking"
         );
-        sf::bulk_read(
+        if commit_progress {
+            writer.cursor_mode = CursorMode::BatchEnds;
+        }
+        let options = BulkV1Options {
+            pk_chunking: Some(chunk),
+            pk_start_row: after.as_ref().and(cursor.clone()),
+        };
+        sf::bulk_read_with(
             &ctx.client,
             &object,
             QueryOperation::QueryAll,
             &[soql],
-            Some(chunk),
+            &options,
             &mut cost,
             &mut writer,
         )
         .await?;
     } else {
-        tracing::info!(object, count, "initial read via rest query");
+        tracing::info!(
+            object,
+            count,
+            resume_after = cursor.as_deref(),
+            "initial read via rest query"
+        );
+        let soql = if commit_progress {
+            writer.cursor_mode = CursorMode::RowOrder;
+            format!("{soql} ORDER BY Id")
+        } else {
+            soql
+        };
         sf::rest_read(
             &ctx.client,
             &soql,

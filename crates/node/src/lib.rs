@@ -8,11 +8,14 @@
 //! Postgres record by record. Everything here must run inside an actix `System`.
 
 pub mod admin;
+pub mod dashboard;
 pub mod db_writer;
+pub mod engine;
 pub mod error;
 mod initial_load;
 mod mapping_ctx;
 pub mod mapping_poller;
+pub mod metrics;
 mod primary_poll;
 pub mod rows;
 pub mod run;
@@ -20,6 +23,7 @@ pub mod secondary_pool;
 mod sf;
 pub mod status;
 pub mod verify;
+pub mod writeback;
 
 pub use error::{NodeError, Result};
 pub use run::{run, NodeHandle};
@@ -40,6 +44,11 @@ pub struct RunOptions {
     pub honor_latest_date_covered: bool,
     /// Serve the admin endpoints on `[coordinator].listen`.
     pub serve_admin: bool,
+    /// Owner epochs handed out by a cluster coordinator, by (connection, object): a mapping found
+    /// here is claimed with exactly this epoch, so an assignment the coordinator has since moved
+    /// elsewhere can never win the claim back. Empty (`driftless run`): each start claims the next
+    /// epoch after the stored one.
+    pub assigned_epochs: std::collections::BTreeMap<(String, String), i64>,
 }
 
 impl Default for RunOptions {
@@ -50,6 +59,7 @@ impl Default for RunOptions {
             max_window_secs: 3600,
             honor_latest_date_covered: true,
             serve_admin: true,
+            assigned_epochs: Default::default(),
         }
     }
 }

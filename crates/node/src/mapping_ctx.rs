@@ -53,6 +53,9 @@ impl MappingCtx {
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> MappingCtx {
         let calls = client.usage().calls;
+        registry
+            .telemetry()
+            .watch_api_usage(&key.connection, &key.object, &client);
         MappingCtx {
             key,
             epoch,
@@ -123,13 +126,35 @@ impl MappingCtx {
                 s.state = state.to_owned();
                 if error.is_some() {
                     s.last_error = error;
+                    s.last_error_at = Some(Utc::now());
                 }
             });
+    }
+
+    /// Rows per transaction: the connection's `sync.batch_rows` when set, else the engine's.
+    pub fn batch_rows(&self) -> usize {
+        self.sync
+            .batch_rows
+            .map_or(self.options.batch_rows, |n| n as usize)
+            .max(1)
     }
 
     pub fn secondary_due(&self) -> DateTime<Utc> {
         Utc::now() + chrono::Duration::seconds(self.sync.secondary_delay_secs as i64)
     }
+}
+
+/// How an initial load's commits say which Ids they cover, so a restart can resume after them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CursorMode {
+    /// Not a load (or a backfill): no cursor.
+    Off,
+    /// Records arrive in Id order (a REST query with `ORDER BY Id`): every committed row's Id
+    /// covers all before it.
+    RowOrder,
+    /// PK-chunked Bulk batches, read in ascending Id ranges but unordered inside a batch: only a
+    /// batch read to its end covers every Id up to the largest it held.
+    BatchEnds,
 }
 
 /// Rows read from Salesforce go here; every `batch_rows` they are committed as one transaction.
@@ -140,8 +165,18 @@ pub struct BatchWriter<'a> {
     buf: Vec<Row>,
     pub records: i64,
     pub applied: Applied,
-    /// Initial load: commit the last sfid with each batch.
-    pub track_cursor: bool,
+    /// Initial load: commit a cursor with each batch, and stop between batches when asked to.
+    pub cursor_mode: CursorMode,
+    /// Every record with an Id up to this one is in `buf` or committed.
+    covered_to: Option<String>,
+    /// The largest Id of the Bulk batch being read.
+    batch_max: Option<String>,
+}
+
+/// Salesforce Ids order by their 15 case-sensitive characters; the 3-character suffix is a
+/// checksum of them.
+fn id_key(id: &str) -> &str {
+    id.get(..15).unwrap_or(id)
 }
 
 impl<'a> BatchWriter<'a> {
@@ -152,7 +187,9 @@ impl<'a> BatchWriter<'a> {
             buf: Vec::new(),
             records: 0,
             applied: Applied::default(),
-            track_cursor: false,
+            cursor_mode: CursorMode::Off,
+            covered_to: None,
+            batch_max: None,
         }
     }
 
@@ -161,17 +198,15 @@ impl<'a> BatchWriter<'a> {
     }
 
     pub fn full(&self) -> bool {
-        self.buf.len() >= self.ctx.options.batch_rows
+        self.buf.len() >= self.ctx.batch_rows()
     }
 
-    /// Commits what is buffered with `progress` (and the rows' own initial-load cursor).
+    /// Commits what is buffered with `progress` (and the initial load's cursor).
     pub async fn flush(&mut self, progress: Progress) -> Result<Applied> {
         let rows = std::mem::take(&mut self.buf);
         let progress = match progress {
-            Progress::None if self.track_cursor => Progress::InitialLoad {
-                cursor: rows
-                    .last()
-                    .and_then(|r| crate::rows::sfid(r).map(str::to_owned)),
+            Progress::None if self.cursor_mode != CursorMode::Off => Progress::InitialLoad {
+                cursor: self.covered_to.clone(),
                 done_through: None,
             },
             other => other,
@@ -190,6 +225,11 @@ impl<'a> BatchWriter<'a> {
         self.applied.deleted += applied.deleted;
         self.applied.changed += applied.changed;
         self.applied.window_id = applied.window_id.or(self.applied.window_id);
+        // A load can take hours: a stop takes effect between its commits, and the cursor just
+        // committed is where the next start resumes.
+        if self.cursor_mode != CursorMode::Off && self.ctx.stopped() {
+            return Err(crate::error::NodeError::Stopped("initial load"));
+        }
         Ok(applied)
     }
 
@@ -212,11 +252,30 @@ impl<'a> BatchWriter<'a> {
 impl RecordSink for BatchWriter<'_> {
     async fn push(&mut self, record: Record) -> Result<()> {
         let row = self.builder.build(&record);
+        match (self.cursor_mode, crate::rows::sfid(&row)) {
+            (CursorMode::RowOrder, Some(id)) => self.covered_to = Some(id.to_owned()),
+            (CursorMode::BatchEnds, Some(id)) => {
+                let larger = match self.batch_max.as_deref() {
+                    Some(max) => id_key(id) > id_key(max),
+                    None => true,
+                };
+                if larger {
+                    self.batch_max = Some(id.to_owned());
+                }
+            }
+            _ => {}
+        }
         self.buf.push(row);
         self.records += 1;
         if self.full() {
             self.flush(Progress::None).await?;
         }
         Ok(())
+    }
+
+    fn batch_done(&mut self) {
+        if self.cursor_mode == CursorMode::BatchEnds && self.batch_max.is_some() {
+            self.covered_to = self.batch_max.clone();
+        }
     }
 }

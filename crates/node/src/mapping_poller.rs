@@ -19,6 +19,9 @@ use crate::status::states;
 
 pub struct MappingPoller {
     task: Option<PollerTask>,
+    /// True once the actor stopped: pause, reload and import wait for it, so no step of this
+    /// poller overlaps the next owner's.
+    finished: tokio::sync::watch::Sender<bool>,
 }
 
 struct PollerTask {
@@ -35,6 +38,8 @@ struct PollerTask {
     force_bulk: bool,
     /// Whether the current step reads everything (load or backfill) or one window.
     loading: bool,
+    /// What a load shows: INITIAL, or RELOAD_TABLE when `ctl reload` truncated the table.
+    load_state: &'static str,
 }
 
 impl MappingPoller {
@@ -46,7 +51,13 @@ impl MappingPoller {
         needs_resync: bool,
     ) -> MappingPoller {
         let max_window = chrono::Duration::seconds(ctx.options.max_window_secs);
+        let load_state = if persisted_state == states::RELOAD_TABLE {
+            states::RELOAD_TABLE
+        } else {
+            states::INITIAL
+        };
         MappingPoller {
+            finished: tokio::sync::watch::channel(false).0,
             task: Some(PollerTask {
                 ctx,
                 secondary,
@@ -59,8 +70,14 @@ impl MappingPoller {
                 load_plan: LoadPlan::default(),
                 force_bulk: false,
                 loading: false,
+                load_state,
             }),
         }
+    }
+
+    /// Turns true once the poller has stopped; subscribe before starting the actor.
+    pub fn finished(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.finished.subscribe()
     }
 }
 
@@ -71,6 +88,10 @@ impl Actor for MappingPoller {
         if let Some(task) = self.task.take() {
             ctx.spawn(task.run().into_actor(self).map(|_, _, ctx| ctx.stop()));
         }
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.finished.send_replace(true);
     }
 }
 
@@ -115,8 +136,8 @@ impl PollerTask {
         let ctx = self.ctx.clone();
         self.loading = self.synced_through.is_none() || self.needs_resync;
         let Some(synced_through) = self.synced_through else {
-            self.persist_state(states::INITIAL, None).await?;
-            ctx.set_status_state(states::INITIAL, None);
+            self.persist_state(self.load_state, None).await?;
+            ctx.set_status_state(self.load_state, None);
             let out = load_all(&ctx, true, self.load_plan).await?;
             let api_calls = ctx.take_api_calls();
             ctx.registry
@@ -209,7 +230,6 @@ impl PollerTask {
 
     async fn synced(&mut self) -> Result<()> {
         self.persist_state(states::DATA_SYNCED, None).await?;
-        self.ctx.set_status_state(states::DATA_SYNCED, None);
         let rows = self
             .ctx
             .writer
@@ -225,6 +245,8 @@ impl PollerTask {
             .update(&self.ctx.key.connection, &self.ctx.key.object, |s| {
                 s.rows = rows
             });
+        // Shown only once the row count is, so DATA_SYNCED never comes with a stale count.
+        self.ctx.set_status_state(states::DATA_SYNCED, None);
         Ok(())
     }
 

@@ -31,6 +31,7 @@ pub async fn poll(
     force_bulk: bool,
 ) -> Result<PollOutcome> {
     let now = Utc::now();
+    let started = std::time::Instant::now();
     let ldc = if ctx.options.honor_latest_date_covered && ctx.sync.use_latest_date_covered {
         Some(latest_date_covered(ctx, now).await?)
     } else {
@@ -133,6 +134,12 @@ pub async fn poll(
             c.api_calls += commit.api_calls;
             s.synced_through = Some(window.end);
         });
+    ctx.registry.telemetry().observe_poll(
+        &ctx.key.connection,
+        &ctx.key.object,
+        crate::metrics::PollKind::Primary,
+        started.elapsed(),
+    );
     let now = Utc::now();
     Ok(PollOutcome::Committed {
         window: WindowRecord {

@@ -1,34 +1,29 @@
 //! `driftless run`: validate everything, then start one DbWriter and one SecondaryPollPool per
-//! connection and one MappingPoller per mapping, plus the admin endpoints.
+//! connection and one MappingPoller per mapping (the [`Engine`]), plus the admin endpoints.
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::prelude::*;
 use driftless_core::config::{Config, ConnectionConfig};
 use driftless_core::describe::ObjectDescribe;
 use driftless_core::mapping::{resolve, Mapping, MappingFile};
-use driftless_core::state::MappingKey;
 
 use crate::admin;
-use crate::db_writer::{Claim, DbWriter, EnsureSchema, PoolInUse};
+use crate::db_writer::{DbWriter, PoolInUse};
+use crate::engine::{start_mapping, ConnRt, Engine, Shared, StopAll};
 use crate::error::{NodeError, Result};
-use crate::mapping_ctx::MappingCtx;
-use crate::mapping_poller::MappingPoller;
 use crate::secondary_pool::SecondaryPollPool;
 use crate::sf;
-use crate::status::{states, MappingStatus, Registry, StatusDoc, WorkerDoc};
+use crate::status::{Registry, StatusDoc, WorkerDoc};
 use crate::RunOptions;
 
 /// A running engine. [`NodeHandle::stop`] ends it.
 pub struct NodeHandle {
-    registry: Registry,
-    writers: Vec<(String, Addr<DbWriter>)>,
-    pollers: Vec<Addr<MappingPoller>>,
-    stop: tokio::sync::watch::Sender<bool>,
+    view: StatusView,
+    engine: Addr<Engine>,
     admin: Option<(SocketAddr, actix_web::dev::ServerHandle)>,
-    worker: String,
 }
 
 /// Everything `run` checks before it starts anything: a mapping and its describe.
@@ -41,16 +36,24 @@ pub(crate) struct Validated {
 /// All problems are reported at once, as configuration errors.
 pub(crate) async fn validate(conn: &ConnectionConfig) -> Result<Vec<Validated>> {
     let file = MappingFile::load(&conn.mappings).map_err(|e| NodeError::Config(e.to_string()))?;
+    validate_file(conn, &file, &conn.mappings.display().to_string()).await
+}
+
+/// Checks every mapping of `file` against the org's describe; errors start with `origin`.
+pub(crate) async fn validate_file(
+    conn: &ConnectionConfig,
+    file: &MappingFile,
+    origin: &str,
+) -> Result<Vec<Validated>> {
     let client = sf::client(conn)?;
     let mut out = Vec::new();
     let mut errors = Vec::new();
-    for m in file.mappings {
+    for m in &file.mappings {
         let d = match client.describe(&m.object_name).await {
             Ok(d) => d,
             Err(e) if e.kind() == salesforce::ErrorKind::NotFound => {
                 errors.push(format!(
-                    "{}: mapping {}: object_name: no such object in the Salesforce org",
-                    conn.mappings.display(),
+                    "{origin}: mapping {}: object_name: no such object in the Salesforce org",
                     m.object_name
                 ));
                 continue;
@@ -58,15 +61,12 @@ pub(crate) async fn validate(conn: &ConnectionConfig) -> Result<Vec<Validated>> 
             Err(e) => return Err(startup_error(conn, e)),
         };
         let describe = sf::to_core(&d);
-        if let Err(errs) = resolve(&m, &describe) {
-            errors.extend(
-                errs.into_iter()
-                    .map(|e| format!("{}: {e}", conn.mappings.display())),
-            );
+        if let Err(errs) = resolve(m, &describe) {
+            errors.extend(errs.into_iter().map(|e| format!("{origin}: {e}")));
             continue;
         }
         out.push(Validated {
-            mapping: m,
+            mapping: m.clone(),
             describe,
         });
     }
@@ -74,6 +74,16 @@ pub(crate) async fn validate(conn: &ConnectionConfig) -> Result<Vec<Validated>> 
         return Err(NodeError::Config(errors.join("\n")));
     }
     Ok(out)
+}
+
+/// Checks a mappings file against the org's describe without starting anything (a cluster
+/// coordinator validating `ctl import` before it changes a thing).
+pub async fn check_mappings(
+    conn: &ConnectionConfig,
+    file: &MappingFile,
+    origin: &str,
+) -> Result<()> {
+    validate_file(conn, file, origin).await.map(|_| ())
 }
 
 /// Bad credentials or an unusable client setting are configuration errors, not runtime ones.
@@ -90,100 +100,73 @@ pub async fn run(config: Config, options: RunOptions) -> Result<NodeHandle> {
     let options = Arc::new(options);
     let mut validated = Vec::new();
     for conn in &config.connections {
-        validated.push(validate(conn).await?);
+        let file =
+            MappingFile::load(&conn.mappings).map_err(|e| NodeError::Config(e.to_string()))?;
+        let v = validate_file(conn, &file, &conn.mappings.display().to_string()).await?;
+        validated.push((file, v));
     }
     let registry = Registry::default();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let shared = Arc::new(Shared {
+        registry: registry.clone(),
+        options: options.clone(),
+        catalog: Default::default(),
+        conns: Default::default(),
+    });
     let mut writers = Vec::new();
-    let mut pollers = Vec::new();
-    for (conn, mappings) in config.connections.iter().zip(validated) {
-        let writer = DbWriter::new(conn, "sync", conn.db_pool_size)?.start();
-        writers.push((conn.name.clone(), writer.clone()));
-        let secondary = conn
-            .sync
-            .secondary_enabled
-            .then(|| SecondaryPollPool::new(conn.sync.secondary_concurrency).start());
-        for v in mappings {
-            let changes = writer
-                .send(EnsureSchema {
-                    schema: conn.schema.clone(),
-                    mapping: v.mapping.clone(),
-                    describe: v.describe.clone(),
-                })
-                .await??;
-            for (col, have, want) in &changes.type_mismatches {
-                tracing::warn!(object = %v.mapping.object_name, column = %col, have = %have, want = %want, "column type differs from the describe; left as is");
+    {
+        let mut conns = shared.conns.lock().await;
+        for (conn, (file, mappings)) in config.connections.iter().zip(validated) {
+            let writer = DbWriter::new(conn, "sync", conn.db_pool_size)?.start();
+            registry
+                .telemetry()
+                .set_db_pool_size(&conn.name, conn.db_pool_size);
+            writers.push((conn.name.clone(), writer.clone()));
+            let mut c = ConnRt {
+                conn: conn.clone(),
+                writer,
+                secondary: conn
+                    .sync
+                    .secondary_enabled
+                    .then(|| SecondaryPollPool::new(conn.sync.secondary_concurrency).start()),
+                paused: false,
+                file,
+                mappings: BTreeMap::new(),
+                writeback: None,
+            };
+            for v in mappings {
+                let object = v.mapping.object_name.clone();
+                let rt = start_mapping(&shared, &c, v).await?;
+                c.mappings.insert(object, rt);
             }
-            let key = MappingKey::new(&conn.schema, &conn.name, &v.mapping.object_name);
-            let state = writer
-                .send(Claim {
-                    key: key.clone(),
-                    owner: options.worker.clone(),
-                })
-                .await??;
-            registry.insert(MappingStatus {
-                connection: conn.name.clone(),
-                object: v.mapping.object_name.clone(),
-                state: state.state.clone(),
-                worker: options.worker.clone(),
-                rows: 0,
-                synced_through: state.synced_through,
-                counters: state.counters.clone(),
-                last_error: state.last_error.clone(),
-            });
-            let needs_resync = state.initial_load_done
-                && (!changes.added_fields.is_empty() || state.state == states::RESYNC);
-            let ctx = Arc::new(MappingCtx::new(
-                key,
-                state.owner_epoch,
-                Arc::new(changes.mapping),
-                sf::client(conn)?,
-                writer.clone(),
-                registry.clone(),
-                conn.sync.clone(),
-                v.mapping
-                    .config
-                    .sf_polling_seconds
-                    .unwrap_or(conn.sync.poll_interval_secs),
-                v.mapping.config.sf_max_daily_api_calls,
-                options.clone(),
-                stop_rx.clone(),
-            ));
-            let synced_through = state
-                .initial_load_done
-                .then_some(state.synced_through)
-                .flatten();
-            pollers.push(
-                MappingPoller::new(
-                    ctx,
-                    secondary.clone(),
-                    synced_through,
-                    state.state,
-                    needs_resync,
-                )
-                .start(),
-            );
+            // A connection whose mappings were all left paused by an earlier process is paused.
+            c.paused = !c.mappings.is_empty() && c.mappings.values().all(|m| !m.is_running());
+            c.restart_writeback(&registry).await?;
+            conns.insert(conn.name.clone(), c);
         }
+        shared.publish(&conns);
     }
-    let mut handle = NodeHandle {
+    let engine = Engine::new(shared.clone()).start();
+    let view = StatusView {
         registry,
         writers,
-        pollers,
-        stop: stop_tx,
-        admin: None,
         worker: options.worker.clone(),
     };
+    let mut handle = NodeHandle {
+        view: view.clone(),
+        engine: engine.clone(),
+        admin: None,
+    };
     if options.serve_admin {
-        let token = config
-            .coordinator
-            .admin_token
-            .as_ref()
-            .map(|t| t.expose().to_owned());
-        let view = handle.view();
-        match admin::serve(config.coordinator.listen, token, view) {
+        let backend = admin::local::LocalBackend::new(view.clone(), shared.catalog.clone(), engine);
+        match admin::serve(
+            config.coordinator.listen,
+            config.coordinator.admin_token.clone(),
+            view,
+            Arc::new(backend),
+        ) {
             Ok(server) => handle.admin = Some(server),
             Err(e) => {
-                handle.stop_actors().await;
+                let _ = handle.engine.send(StopAll).await;
                 return Err(e);
             }
         }
@@ -200,11 +183,13 @@ pub struct StatusView {
 }
 
 impl StatusView {
+    /// What metrics and the dashboard show beyond the status document.
+    pub fn telemetry(&self) -> &crate::metrics::Telemetry {
+        self.registry.telemetry()
+    }
+
     pub async fn status(&self) -> StatusDoc {
-        let mut in_use = std::collections::HashMap::new();
-        for (name, w) in &self.writers {
-            in_use.insert(name.clone(), w.send(PoolInUse).await.unwrap_or(0) as u64);
-        }
+        let in_use = self.pools_in_use().await;
         let statuses = self.registry.snapshot();
         StatusDoc {
             workers: vec![WorkerDoc {
@@ -217,23 +202,59 @@ impl StatusView {
             }],
             mappings: statuses
                 .iter()
-                .map(|s| s.to_doc(in_use.get(&s.connection).copied().unwrap_or(0)))
+                .map(|s| {
+                    let in_use = in_use.get(&s.connection).copied().unwrap_or(0) as u64;
+                    self.registry.doc(s, in_use)
+                })
                 .collect(),
         }
+    }
+
+    /// Connections each connection's pool has handed out, by connection name.
+    pub async fn pools_in_use(&self) -> HashMap<String, u32> {
+        let mut in_use = HashMap::new();
+        for (name, w) in &self.writers {
+            in_use.insert(name.clone(), w.send(PoolInUse).await.unwrap_or(0) as u32);
+        }
+        in_use
+    }
+
+    /// The connection's DbWriter, for reads outside the data path (`ctl errors`).
+    pub fn writer(&self, connection: &str) -> Option<Addr<DbWriter>> {
+        self.writers
+            .iter()
+            .find(|(name, _)| name == connection)
+            .map(|(_, w)| w.clone())
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn worker(&self) -> &str {
+        &self.worker
     }
 }
 
 impl NodeHandle {
-    fn view(&self) -> StatusView {
-        StatusView {
-            registry: self.registry.clone(),
-            writers: self.writers.clone(),
-            worker: self.worker.clone(),
-        }
+    pub async fn status(&self) -> StatusDoc {
+        self.view.status().await
     }
 
-    pub async fn status(&self) -> StatusDoc {
-        self.view().status().await
+    /// Truncates the mapping's table and loads it again (`ctl reload`, also as a cluster
+    /// worker asked by its coordinator); the new state.
+    pub async fn reload(
+        &self,
+        connection: &str,
+        object: &str,
+    ) -> std::result::Result<String, crate::admin::AdminError> {
+        self.engine
+            .send(crate::engine::Reload {
+                connection: connection.to_owned(),
+                object: object.to_owned(),
+            })
+            .await
+            .map_err(|e| crate::admin::AdminError::internal(e.to_string()))?
     }
 
     /// Where the admin endpoints listen (the bound port when the config said port 0).
@@ -241,24 +262,12 @@ impl NodeHandle {
         self.admin.as_ref().map(|(a, _)| *a)
     }
 
-    async fn stop_actors(&self) {
-        let _ = self.stop.send(true);
-        // Pollers finish their current step (a commit is never cut in half) and stop.
-        for _ in 0..600 {
-            if self.pollers.iter().all(|p| !p.connected()) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        for (_, w) in &self.writers {
-            let _ = w.send(crate::db_writer::Shutdown).await;
-        }
-    }
-
+    /// Stops the admin endpoints, then every poller (each finishes its current step: a commit
+    /// is never cut in half), then the writers.
     pub async fn stop(self) {
         if let Some((_, server)) = &self.admin {
             server.stop(true).await;
         }
-        self.stop_actors().await;
+        let _ = self.engine.send(StopAll).await;
     }
 }

@@ -94,6 +94,7 @@ async fn run_window(ctx: &MappingCtx, window: &WindowRecord, permits: &Semaphore
             if ctx.stopped() {
                 return;
             }
+            let _counted = InFlightGuard::new(ctx);
             secondary_poll(ctx, window).await
         };
         let Err(e) = result else { return };
@@ -114,7 +115,30 @@ async fn run_window(ctx: &MappingCtx, window: &WindowRecord, permits: &Semaphore
     }
 }
 
+/// Counts a poll holding a permit in the process's telemetry for as long as it lives, so the
+/// in-flight figure stays right however the poll ends (error, stop, panic unwinding).
+struct InFlightGuard<'a>(&'a MappingCtx);
+
+impl<'a> InFlightGuard<'a> {
+    fn new(ctx: &'a MappingCtx) -> InFlightGuard<'a> {
+        ctx.registry
+            .telemetry()
+            .secondary_started(&ctx.key.connection);
+        InFlightGuard(ctx)
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.0
+            .registry
+            .telemetry()
+            .secondary_finished(&self.0.key.connection);
+    }
+}
+
 async fn secondary_poll(ctx: &MappingCtx, w: &WindowRecord) -> Result<()> {
+    let started = std::time::Instant::now();
     let object = ctx.object().to_owned();
     let fields = ctx.mapping.soql_fields();
     let mut cost = ReadCost::default();
@@ -171,5 +195,11 @@ async fn secondary_poll(ctx: &MappingCtx, w: &WindowRecord) -> Result<()> {
             c.secondary_rest_queries += cost.rest_queries;
             c.api_calls += commit.api_calls;
         });
+    ctx.registry.telemetry().observe_poll(
+        &ctx.key.connection,
+        &ctx.key.object,
+        crate::metrics::PollKind::Secondary,
+        started.elapsed(),
+    );
     Ok(())
 }

@@ -70,6 +70,7 @@ pub fn client(conn: &ConnectionConfig) -> Result<Client> {
     let mut config = ClientConfig::new(sf.login_url.clone(), credentials);
     config.api_version = sf.api_version.clone();
     config.ca_cert = sf.ca_cert.clone();
+    config.request_timeout = Duration::from_secs(sf.request_timeout_secs);
     // Polls are short; waiting a day for a Bulk job would stall the mapping silently.
     config.bulk_timeout = Duration::from_secs(3600);
     config.poll.initial = Duration::from_millis(200);
@@ -143,6 +144,9 @@ pub fn select(fields: &[&str], object: &str, condition: Option<&str>) -> String 
 /// Where streamed records go, one at a time (so memory never holds a whole result).
 pub(crate) trait RecordSink {
     async fn push(&mut self, record: Record) -> Result<()>;
+
+    /// A Bulk batch was read to its end.
+    fn batch_done(&mut self) {}
 }
 
 /// What a read cost, for the status counters.
@@ -166,9 +170,25 @@ pub(crate) async fn bulk_read(
 ) -> Result<()> {
     let options = BulkV1Options {
         pk_chunking: pk_chunk,
+        ..Default::default()
     };
+    bulk_read_with(client, object, operation, soqls, &options, cost, sink).await
+}
+
+/// [`bulk_read`] with every Bulk 1.0 option. Batches are read in the order Salesforce lists
+/// them, which for PK chunking is ascending Id ranges.
+pub(crate) async fn bulk_read_with(
+    client: &Client,
+    object: &str,
+    operation: QueryOperation,
+    soqls: &[String],
+    options: &BulkV1Options,
+    cost: &mut ReadCost,
+    sink: &mut impl RecordSink,
+) -> Result<()> {
+    let pk_chunk = options.pk_chunking;
     let job = client
-        .bulk_v1_query(object, operation, soqls, &options)
+        .bulk_v1_query(object, operation, soqls, options)
         .await?;
     cost.bulk_jobs += 1;
     let mut batch_ids: Vec<String> = job.batches().iter().map(|b| b.id.clone()).collect();
@@ -192,6 +212,7 @@ pub(crate) async fn bulk_read(
         while let Some(record) = stream.next().await {
             sink.push(record?).await?;
         }
+        sink.batch_done();
     }
     Ok(())
 }

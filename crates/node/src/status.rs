@@ -17,6 +17,9 @@ pub mod states {
     pub const RESYNC: &str = "RESYNC";
     pub const SYSTEM_ERROR: &str = "SYSTEM_ERROR";
     pub const ABORTED: &str = "ABORTED";
+    pub const RELOAD_TABLE: &str = "RELOAD_TABLE";
+    /// The connection is paused (`ctl pause`); persisted, so a restart stays paused.
+    pub const PAUSED: &str = "PAUSED";
 }
 
 #[derive(Debug, Clone, Default)]
@@ -29,12 +32,18 @@ pub struct MappingStatus {
     pub synced_through: Option<DateTime<Utc>>,
     pub counters: Counters,
     pub last_error: Option<String>,
+    /// When `last_error` happened in this process (`ctl errors`).
+    pub last_error_at: Option<DateTime<Utc>>,
 }
 
 /// Shared by every actor of a process; cheap to clone.
 #[derive(Clone, Default)]
 pub struct Registry {
     inner: Arc<RwLock<BTreeMap<(String, String), MappingStatus>>>,
+    telemetry: crate::metrics::Telemetry,
+    /// Write-back counts by (connection, object), refreshed by the WriteBack actor so a status
+    /// request never queries the customer's database.
+    writes: Arc<RwLock<BTreeMap<(String, String), WritesDoc>>>,
 }
 
 impl Registry {
@@ -45,13 +54,46 @@ impl Registry {
     }
 
     pub fn update(&self, connection: &str, object: &str, f: impl FnOnce(&mut MappingStatus)) {
-        if let Some(s) = self
-            .inner
-            .write()
-            .get_mut(&(connection.to_owned(), object.to_owned()))
-        {
+        let mut inner = self.inner.write();
+        if let Some(s) = inner.get_mut(&(connection.to_owned(), object.to_owned())) {
             f(s);
+            // Drift only changes here, so sampling on update is the dashboard's whole history.
+            let drift = inner.values().map(|s| s.counters.drift_records).sum();
+            self.telemetry.sample_drift(drift);
         }
+    }
+
+    /// Poll durations, pool sizes, API usage and drift history (metrics and dashboard).
+    pub fn telemetry(&self) -> &crate::metrics::Telemetry {
+        &self.telemetry
+    }
+
+    pub fn set_writes(&self, connection: &str, object: &str, writes: WritesDoc) {
+        self.writes
+            .write()
+            .insert((connection.to_owned(), object.to_owned()), writes);
+    }
+
+    /// Zeros for a mapping without write-back (read_only, or not counted yet).
+    pub fn writes(&self, connection: &str, object: &str) -> WritesDoc {
+        self.writes
+            .read()
+            .get(&(connection.to_owned(), object.to_owned()))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// `s.to_doc` plus the mapping's write-back counts.
+    pub fn doc(&self, s: &MappingStatus, db_connections_in_use: u64) -> MappingDoc {
+        let mut doc = s.to_doc(db_connections_in_use);
+        doc.writes = self.writes(&s.connection, &s.object);
+        doc
+    }
+
+    pub fn remove(&self, connection: &str, object: &str) {
+        self.inner
+            .write()
+            .remove(&(connection.to_owned(), object.to_owned()));
     }
 
     pub fn snapshot(&self) -> Vec<MappingStatus> {
@@ -92,6 +134,18 @@ pub struct MappingDoc {
     pub api_calls: i64,
     pub db_connections_in_use: u64,
     pub errors: i64,
+    /// Write-back (Postgres → Salesforce) of a read_write mapping; zeros otherwise.
+    #[serde(default)]
+    pub writes: WritesDoc,
+}
+
+/// Trigger-log entries of one mapping's table: `pending` not yet accepted by Salesforce (NEW and
+/// PENDING), `sent` accepted, `failed` rejected; live log and archive together.
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct WritesDoc {
+    pub pending: i64,
+    pub sent: i64,
+    pub failed: i64,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
@@ -143,110 +197,10 @@ impl MappingStatus {
             api_calls: c.api_calls,
             db_connections_in_use,
             errors: c.errors,
+            writes: WritesDoc::default(),
         }
     }
 }
 
-/// A metric's name, help text and value per mapping.
-type Series = (&'static str, &'static str, fn(&MappingDoc) -> i64);
-
-/// Prometheus text exposition of the same figures.
-pub fn metrics_text(docs: &[MappingDoc]) -> String {
-    let mut out = String::new();
-    let series: [Series; 14] = [
-        ("driftless_mapping_rows", "rows in the mapped table", |d| {
-            d.rows
-        }),
-        (
-            "driftless_primary_polls_total",
-            "primary polls committed",
-            |d| d.primary.polls,
-        ),
-        (
-            "driftless_primary_records_total",
-            "records read by primary polls and the initial load",
-            |d| d.primary.records,
-        ),
-        (
-            "driftless_primary_bulk_jobs_total",
-            "bulk jobs of primary polls",
-            |d| d.primary.bulk_jobs,
-        ),
-        (
-            "driftless_primary_bulk_batches_total",
-            "bulk batches of primary polls",
-            |d| d.primary.bulk_batches,
-        ),
-        (
-            "driftless_primary_rest_queries_total",
-            "REST queries of primary polls",
-            |d| d.primary.rest_queries,
-        ),
-        (
-            "driftless_secondary_polls_total",
-            "secondary polls committed",
-            |d| d.secondary.polls,
-        ),
-        (
-            "driftless_secondary_records_total",
-            "records read by secondary polls",
-            |d| d.secondary.records,
-        ),
-        (
-            "driftless_drift_records_total",
-            "records secondary polls or verify --repair found missing or stale",
-            |d| d.secondary.drift_records,
-        ),
-        (
-            "driftless_secondary_bulk_jobs_total",
-            "bulk jobs of secondary polls",
-            |d| d.secondary.bulk_jobs,
-        ),
-        (
-            "driftless_secondary_bulk_batches_total",
-            "bulk batches of secondary polls",
-            |d| d.secondary.bulk_batches,
-        ),
-        ("driftless_api_calls_total", "Salesforce API calls", |d| {
-            d.api_calls
-        }),
-        (
-            "driftless_db_connections_in_use",
-            "connections of the connection's pool in use",
-            |d| d.db_connections_in_use as i64,
-        ),
-        ("driftless_errors_total", "failed polls", |d| d.errors),
-    ];
-    for (name, help, get) in series {
-        let kind = if name.ends_with("_total") {
-            "counter"
-        } else {
-            "gauge"
-        };
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-        for d in docs {
-            out.push_str(&format!(
-                "{name}{{connection=\"{}\",object=\"{}\"}} {}\n",
-                d.connection,
-                d.object,
-                get(d)
-            ));
-        }
-    }
-    out.push_str("# HELP driftless_mapping_synced_through_seconds end of the last committed primary window\n# TYPE driftless_mapping_synced_through_seconds gauge\n");
-    for d in docs {
-        if let Some(t) = d
-            .synced_through
-            .as_deref()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        {
-            out.push_str(&format!(
-                "driftless_mapping_synced_through_seconds{{connection=\"{}\",object=\"{}\"}} {}\n",
-                d.connection,
-                d.object,
-                t.timestamp()
-            ));
-        }
-    }
-    out
-}
+/// Moved to [`crate::metrics`]; kept here for callers that render metrics from a status alone.
+pub use crate::metrics::metrics_text;

@@ -14,7 +14,6 @@ mod common;
 
 use std::time::Duration;
 
-use chrono::Utc;
 use common::*;
 use driftless_node::verify::{verify, VerifyOptions};
 use driftless_node::{run, RunOptions};
@@ -125,20 +124,6 @@ async fn load_then_workload(setup: Setup, run_options: RunOptions) -> Outcome {
         "after load: {initial:?}"
     );
 
-    sim_post(&sim.info, "/_sim/workload", serde_json::json!({
-        "object": "Account", "inserts_per_sec": 15, "updates_per_sec": 120, "deletes_per_sec": 8,
-        "long_txn_fraction": 0.2, "long_txn_ms": [1000, 3000]
-    }))
-    .await;
-    sim_post(
-        &sim.info,
-        "/_sim/workload",
-        serde_json::json!({
-            "object": "Contact", "inserts_per_sec": 5, "updates_per_sec": 40, "deletes_per_sec": 2,
-            "long_txn_fraction": 0.2, "long_txn_ms": [1000, 3000]
-        }),
-    )
-    .await;
     if setup.faults {
         sim_post(
             &sim.info,
@@ -147,48 +132,12 @@ async fn load_then_workload(setup: Setup, run_options: RunOptions) -> Outcome {
         )
         .await;
     }
-    let workload_started = Utc::now();
-    wait_until(
-        "a few primary polls under load",
-        Duration::from_secs(60),
-        || async { Utc::now() - workload_started > chrono::Duration::seconds(6) },
-    )
-    .await;
-    sim_delete(&sim.info, "/_sim/workload").await;
-    let stopped = Utc::now() + chrono::Duration::seconds(1);
+    let stopped = run_workload(&sim.info, &sync_test_workloads(), Duration::from_secs(6)).await;
 
     let pg = db.client().await;
-    wait_until(
-        "windows past the workload read",
-        Duration::from_secs(90),
-        || async {
-            let s = engine.status().await;
-            s.mappings.iter().all(|m| {
-                m.synced_through
-                    .as_deref()
-                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                    .is_some_and(|t| t > stopped)
-            })
-        },
-    )
-    .await;
+    wait_synced_past(&engine, stopped, Duration::from_secs(90)).await;
     if setup.secondary_enabled {
-        wait_until(
-            "secondary polls of those windows",
-            Duration::from_secs(90),
-            || async {
-                let row = pg
-                    .query_one(
-                        "SELECT count(*) FROM salesforce._driftless_windows \
-                     WHERE window_start < $1 AND secondary_done_at IS NULL",
-                        &[&stopped],
-                    )
-                    .await
-                    .unwrap();
-                row.get::<_, i64>(0) == 0
-            },
-        )
-        .await;
+        wait_secondary_done(&pg, "salesforce", stopped, Duration::from_secs(90)).await;
     }
 
     let reports = verify(&config, &verify_options(false))
@@ -575,4 +524,155 @@ async fn query_timeouts_fall_back_to_bulk_with_smaller_chunks() {
     assert!(reports.iter().all(|r| r.differences() == 0), "{reports:?}");
     engine.stop().await;
     sim.stop().await;
+}
+
+/// (records served, Bulk 1.0 batches) so far, from the simulator's counters.
+async fn served(sim: &sfsim::SimInfo) -> (i64, i64) {
+    let stats: serde_json::Value = reqwest::get(format!("{}/_sim/stats", sim.instance_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        stats["records_served"].as_i64().unwrap(),
+        stats["bulk_v1"]["batches"].as_i64().unwrap(),
+    )
+}
+
+/// A stop in the middle of a Bulk initial load, then a start: the load resumes after the last
+/// PK chunk it committed (PK chunking from `startRow`, `Id > cursor`), so the records already in
+/// the table are not served again; windows start at the first attempt's high-water mark; and the
+/// table ends equal to Salesforce. The rows per transaction come from `connection.sync.batch_rows`.
+#[actix_rt::test]
+async fn an_interrupted_bulk_load_resumes_after_its_committed_chunks() {
+    interrupted_load_resumes(1000).await;
+}
+
+/// The same through a REST query, read `ORDER BY Id` so that every committed row is a cursor.
+#[actix_rt::test]
+async fn an_interrupted_rest_load_resumes_after_its_committed_rows() {
+    interrupted_load_resumes(1_000_000).await;
+}
+
+async fn interrupted_load_resumes(bulk_threshold: u64) {
+    const TOTAL: i64 = 40_000;
+    let db = TestDb::create().await;
+    let sim = SimThread::start(sfsim::SimConfig {
+        dataset: vec![("Account".into(), TOTAL as u64)],
+        ..Default::default()
+    })
+    .await;
+    let account_only = r#"{"mappings":[
+      {"object_name":"Account","config":{"access":"read_only","sf_polling_seconds":2,"sf_notify_enabled":false,
+        "fields":{"Id":{},"IsDeleted":{},"SystemModstamp":{},"Name":{},"Industry":{},"AnnualRevenue":{},"Description":{}},
+        "indexes":{"Id":{"unique":true},"SystemModstamp":{"unique":false}}}}
+    ],"version":1}"#;
+    let setup = Setup {
+        faults: false,
+        bulk_threshold,
+        secondary_enabled: true,
+        db_pool_size: 2,
+    };
+    let config = write_config_ext(
+        &db,
+        &sim.info,
+        &setup,
+        account_only,
+        &ConfigExtra {
+            sync: "batch_rows = 400\n".into(),
+            ..ConfigExtra::default()
+        },
+    );
+    // The engine is told 1000 rows; the config file's 400 win.
+    let engine = run(config.clone(), options()).await.expect("engine starts");
+    let pg = db.client().await;
+    let state_sql =
+        "SELECT initial_load_cursor, synced_through, initial_load_done, primary_records \
+                     FROM salesforce._driftless_mapping_state WHERE object_name = 'Account'";
+    let mut cursor_seen = false;
+    for _ in 0..3000 {
+        if let Ok(Some(row)) = pg.query_opt(state_sql, &[]).await {
+            if row.get::<_, Option<String>>(0).is_some() {
+                cursor_seen = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(cursor_seen, "the load committed a cursor");
+    engine.stop().await;
+
+    let row = pg.query_one(state_sql, &[]).await.unwrap();
+    let cursor: String = row.get(0);
+    let mark: chrono::DateTime<chrono::Utc> = row.get(1);
+    assert!(!row.get::<_, bool>(2), "stopped before the load finished");
+    let committed: i64 = row.get(3);
+    let loaded: i64 = pg
+        .query_one("SELECT count(*) FROM salesforce.account", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let covered: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM salesforce.account WHERE sfid COLLATE \"C\" <= $1",
+            &[&cursor],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(loaded < TOTAL, "the stop came mid-load: {loaded} rows");
+    assert!(covered > 0 && covered <= loaded, "{covered} of {loaded}");
+    // Commits of 400 rows: batch_rows from the config file, not the engine's 1000.
+    assert_eq!(committed, loaded);
+    assert_eq!(committed % 400, 0, "{committed} rows committed");
+
+    let (served_before, batches_before) = served(&sim.info).await;
+    let engine = run(config.clone(), options())
+        .await
+        .expect("engine restarts");
+    wait_until("the resumed load", Duration::from_secs(120), || async {
+        let s = engine.status().await;
+        s.mappings
+            .iter()
+            .all(|m| m.state == "DATA_SYNCED" && m.synced_through.is_some())
+    })
+    .await;
+    let (served_now, batches_now) = served(&sim.info).await;
+    let (served_after, batches_after) = (served_now - served_before, batches_now - batches_before);
+    let first_window_sql = "SELECT min(window_start) FROM salesforce._driftless_windows";
+    wait_until("a primary window", Duration::from_secs(30), || async {
+        let row = pg.query_one(first_window_sql, &[]).await.unwrap();
+        row.get::<_, Option<chrono::DateTime<chrono::Utc>>>(0)
+            .is_some()
+    })
+    .await;
+    let first_window: chrono::DateTime<chrono::Utc> =
+        pg.query_one(first_window_sql, &[]).await.unwrap().get(0);
+    let reports = verify(&config, &verify_options(false))
+        .await
+        .expect("verify");
+    engine.stop().await;
+    sim.stop().await;
+    eprintln!(
+        "summary: bulk_threshold={bulk_threshold}: stopped with {loaded} rows ({committed} counted, {covered} under the cursor), \
+         the restart was served {served_after} records of {TOTAL} in {batches_after} bulk batches"
+    );
+    if bulk_threshold < TOTAL as u64 {
+        // The submitted batch and PK chunks of 7,500 (a quarter of the 30,000 left) over the
+        // 30,001 Ids from startRow (the cursor's own Id included): 6. Chunked from the first Id
+        // they would span all 40,000: 7.
+        assert!(batches_after <= 6, "{batches_after} bulk batches");
+    } else {
+        assert_eq!(batches_after, 0);
+    }
+    assert!(
+        served_after <= TOTAL - covered,
+        "records under the committed cursor were read again: {served_after} served, {covered} covered"
+    );
+    assert_eq!(
+        first_window, mark,
+        "windows start at the first attempt's mark"
+    );
+    assert!(reports.iter().all(|r| r.differences() == 0), "{reports:?}");
 }

@@ -27,6 +27,11 @@ fn stats() -> cluster::MappingStats {
         errors: 0,
         last_error: None,
         owner_epoch: 7,
+        writes: Some(cluster::WriteCounters {
+            pending: 3,
+            sent: 120,
+            failed: 1,
+        }),
     }
 }
 
@@ -61,14 +66,23 @@ fn cluster_messages_round_trip() {
                 connection: "acme".into(),
                 object: "Account".into(),
                 owner_epoch: 41,
+                reload_requested: 0,
             },
             cluster::Assignment {
                 connection: "acme".into(),
                 object: "Invoice__c".into(),
                 owner_epoch: 42,
+                reload_requested: 2,
             },
         ],
         heartbeat_interval_ms: 3_000,
+        connections: vec![cluster::ConnectionSpec {
+            name: "acme".into(),
+            config_toml: "[[connection]]\nname = \"acme\"\n".into(),
+            files: [("mappings.json".to_owned(), b"{}".to_vec())].into(),
+            fingerprint: "f00d".into(),
+            env: [("SF_PASSWORD".to_owned(), "p".to_owned())].into(),
+        }],
     });
     round_trip(cluster::DeregisterRequest {
         worker_id: 3,
@@ -103,6 +117,11 @@ fn admin_messages_round_trip() {
         api_calls: 61,
         db_connections_in_use: 1,
         errors: 0,
+        writes: Some(admin::WriteCounters {
+            pending: 0,
+            sent: 5,
+            failed: 0,
+        }),
     };
     round_trip(admin::StatusReply {
         workers: vec![admin::WorkerStatus {
@@ -128,6 +147,7 @@ fn admin_messages_round_trip() {
     round_trip(admin::ImportRequest {
         connection: "acme".into(),
         contents: br#"{"mappings":[],"version":1}"#.to_vec(),
+        replace: true,
     });
     round_trip(admin::DriftRequest { connection: None });
     round_trip(admin::ErrorsRequest {

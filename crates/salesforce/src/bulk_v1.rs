@@ -25,6 +25,9 @@ pub struct BulkV1Options {
     /// `Sforce-Enable-PKChunking: chunkSize=N`. Salesforce then splits each submitted batch into
     /// Id-range batches and marks the original `NotProcessed`.
     pub pk_chunking: Option<u32>,
+    /// `startRow=Id` with PK chunking: chunks begin at this Id (inclusive) instead of the
+    /// object's first, so a resumed read does not run a batch per range it already has.
+    pub pk_start_row: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,7 +128,11 @@ impl Client {
             .json(Method::POST, &body)?;
         call = call.not_idempotent();
         if let Some(size) = options.pk_chunking {
-            call = call.header("sforce-enable-pkchunking", &format!("chunkSize={size}"));
+            let value = match &options.pk_start_row {
+                Some(id) => format!("chunkSize={size}; startRow={id}"),
+                None => format!("chunkSize={size}"),
+            };
+            call = call.header("sforce-enable-pkchunking", &value);
         }
         let (headers, body) = self.bytes(&call).await?;
         let job_id = parse_job_id(&headers, &body)?;

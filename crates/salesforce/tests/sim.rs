@@ -603,6 +603,7 @@ async fn bulk_v1_pk_chunking_streams_the_chunk_batches() {
     let client = client(&sim.info).await;
     let options = salesforce::BulkV1Options {
         pk_chunking: Some(500),
+        ..Default::default()
     };
     let job = client
         .bulk_v1_query(

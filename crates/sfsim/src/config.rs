@@ -21,6 +21,9 @@ pub struct SimConfig {
     pub bulk_rows_per_sec: Option<u64>,
     /// Where a generated self-signed certificate is written; a temporary file when unset.
     pub cert_dir: Option<PathBuf>,
+    /// The URL clients are told to use (login and instance URL) when it differs from the
+    /// listen address, e.g. a container's service name behind `--listen 0.0.0.0:8443`.
+    pub public_url: Option<String>,
 }
 
 impl Default for SimConfig {
@@ -37,6 +40,7 @@ impl Default for SimConfig {
             session_ttl_secs: None,
             bulk_rows_per_sec: None,
             cert_dir: None,
+            public_url: None,
         }
     }
 }

@@ -424,6 +424,29 @@ mod tests {
     }
 
     #[test]
+    fn sync_objects_generate_with_lookups_to_accounts() {
+        let org = Org::new(Schema::standard());
+        let spec = vec![("Sync07__c".to_string(), 500), ("Account".to_string(), 50)];
+        generate_all(&org, &spec, 3).unwrap();
+        let rows = snapshot(&org, "Sync07__c");
+        assert_eq!(rows.len(), 500);
+        let def = org.schema.object("Sync07__c").unwrap();
+        let name = def.field_index("Name").unwrap();
+        let fk = def.field_index("Account__c").unwrap();
+        assert!(rows.iter().all(|r| !r[name].is_null()));
+        let acct = org.schema.object_index("Account").unwrap();
+        let linked = rows
+            .iter()
+            .filter_map(|r| r[fk].as_str())
+            .inspect(|id| assert!(org.get_by_id(acct, id).is_some(), "{id}"))
+            .count();
+        assert!(linked > 300, "most point at an Account: {linked}");
+        assert!(rows
+            .iter()
+            .all(|r| r[F_ID].as_str().is_some_and(|id| id.starts_with("a07"))));
+    }
+
+    #[test]
     fn values_are_realistic_and_valid() {
         let org = Org::new(Schema::standard());
         generate_all(&org, &[("Account".to_string(), 2000)], 1).unwrap();

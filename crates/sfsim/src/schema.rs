@@ -339,20 +339,22 @@ impl Schema {
     }
 
     /// The org every simulator serves: the objects SPEC.md section 2 names, plus User and
-    /// Organization, which clients query (`SELECT IsSandbox FROM Organization`, `Owner.Name`).
+    /// Organization, which clients query (`SELECT IsSandbox FROM Organization`, `Owner.Name`),
+    /// plus [`SYNC_OBJECTS`] small custom objects, so one connection can carry as many mappings
+    /// as a real org with many custom objects does.
     pub fn standard() -> Schema {
-        Schema {
-            objects: vec![
-                user(),
-                organization(),
-                account(),
-                contact(),
-                opportunity(),
-                lead(),
-                case(),
-                invoice(),
-            ],
-        }
+        let mut objects = vec![
+            user(),
+            organization(),
+            account(),
+            contact(),
+            opportunity(),
+            lead(),
+            case(),
+            invoice(),
+        ];
+        objects.extend((1..=SYNC_OBJECTS).map(sync_object));
+        Schema { objects }
     }
 }
 
@@ -756,6 +758,35 @@ fn invoice() -> ObjectDef {
     )
 }
 
+/// How many `SyncNN__c` objects the org has.
+pub const SYNC_OBJECTS: u32 = 14;
+
+/// `Sync01__c` .. `Sync14__c`: a custom object of a few common types each, with consecutive
+/// custom-object key prefixes after Invoice__c's `a00` (`a01`..`a0E`).
+fn sync_object(n: u32) -> ObjectDef {
+    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let name = format!("Sync{n:02}__c");
+    let prefix = format!("a0{}", DIGITS[n as usize] as char);
+    let mut o = object(
+        &name,
+        &format!("Sync {n:02} Records"),
+        &prefix,
+        true,
+        vec![
+            name_field(required(f("Name", FieldType::String, 80))),
+            reference("Account__c", "Account", "Account__r"),
+            f("Amount__c", FieldType::Currency, 0),
+            f("Units__c", FieldType::Int, 0),
+            picklist("Stage__c", &["New", "Active", "Done"]),
+            f("Due_Date__c", FieldType::Date, 0),
+            f("Done__c", FieldType::Boolean, 0),
+            f("Note__c", FieldType::String, 255),
+        ],
+    );
+    o.label = format!("Sync {n:02}");
+    o
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -797,6 +828,40 @@ mod tests {
             .unwrap();
         assert_eq!(notes.length, 131072);
         assert!(!notes.filterable);
+    }
+
+    #[test]
+    fn sync_objects_are_distinct_custom_objects() {
+        let schema = Schema::standard();
+        let sync: Vec<&ObjectDef> = schema
+            .objects
+            .iter()
+            .filter(|o| o.name.starts_with("Sync"))
+            .collect();
+        assert_eq!(sync.len(), SYNC_OBJECTS as usize);
+        assert_eq!(sync[0].name, "Sync01__c");
+        assert_eq!(sync[13].name, "Sync14__c");
+        assert_eq!(sync[13].key_prefix, "a0E");
+        let mut prefixes: Vec<&str> = schema
+            .objects
+            .iter()
+            .map(|o| o.key_prefix.as_str())
+            .collect();
+        prefixes.sort();
+        prefixes.dedup();
+        assert_eq!(
+            prefixes.len(),
+            schema.objects.len(),
+            "key prefixes are unique"
+        );
+        for o in sync {
+            assert!(o.custom && o.writable);
+            assert!(o
+                .fields
+                .iter()
+                .skip(F_SYSTEM_MODSTAMP + 1)
+                .all(|f| f.custom || f.name == "Name" || f.name == "OwnerId"));
+        }
     }
 
     #[test]

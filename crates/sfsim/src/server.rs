@@ -60,7 +60,10 @@ pub async fn start(config: SimConfig) -> anyhow::Result<RunningSim> {
         None
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let url = format!("{scheme}://{host}:{}", addr.port());
+    let url = match &config.public_url {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => format!("{scheme}://{host}:{}", addr.port()),
+    };
     let sessions = Sessions::new(&org.org_id, config.seed);
     let info = SimInfo {
         instance_url: url.clone(),
@@ -103,7 +106,10 @@ pub async fn start(config: SimConfig) -> anyhow::Result<RunningSim> {
             .unwrap_or(2)
             .max(2),
     )
-    .shutdown_timeout(5);
+    .shutdown_timeout(5)
+    // Whoever embeds the simulator decides what a signal means (`driftless sim` stops it, the
+    // demo stops everything in order): actix must not stop the server on its own.
+    .disable_signals();
     let server = match tls {
         Some(t) => server.listen_rustls_0_23(listener, t.server)?,
         None => server.listen(listener)?,

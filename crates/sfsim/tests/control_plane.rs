@@ -349,3 +349,38 @@ async fn workload_over_http_and_export_is_ground_truth() {
     assert!(deleted > 0, "deleted records are exported");
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn public_url_is_what_logins_announce() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let public = format!("http://localhost:{port}");
+    let sim = sfsim::start(sfsim::SimConfig {
+        listen: format!("127.0.0.1:{port}"),
+        public_url: Some(format!("{public}/")),
+        ..Default::default()
+    })
+    .await
+    .expect("simulator starts");
+    assert_eq!(sim.info.instance_url, public);
+    assert_eq!(sim.info.login_url, public);
+    let i = &sim.info;
+    let r = client()
+        .post(format!("http://127.0.0.1:{port}/services/oauth2/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", i.client_id.as_str()),
+            ("client_secret", i.client_secret.as_str()),
+            ("username", i.username.as_str()),
+            ("password", i.password.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["instance_url"], public.as_str());
+}

@@ -25,6 +25,7 @@ use crate::ident::{Ident, QualifiedName};
 pub const WORKERS_TABLE: &str = "_driftless_workers";
 pub const ASSIGNMENTS_TABLE: &str = "_driftless_assignments";
 pub const OWNER_EPOCH_SEQUENCE: &str = "_driftless_owner_epoch_seq";
+pub const PAUSED_TABLE: &str = "_driftless_paused_connections";
 
 /// `pg_try_advisory_lock` key of the active coordinator: "driftles" in ASCII, unlikely to collide
 /// with an application's own advisory locks in a shared database.
@@ -70,6 +71,8 @@ pub struct StoredAssignment {
     pub worker: String,
     pub owner_epoch: i64,
     pub assigned_at: DateTime<Utc>,
+    /// Bumped by every `ctl reload` of the mapping; its worker reloads when it sees it grow.
+    pub reload_requested: i64,
 }
 
 impl StoredAssignment {
@@ -88,11 +91,13 @@ pub struct ClusterStore {
     workers: QualifiedName,
     assignments: QualifiedName,
     epochs: QualifiedName,
+    paused: QualifiedName,
 }
 
 const WORKER_COLUMNS: &str =
     "id, name, lease_epoch, version, capacity, registered_at, last_heartbeat, lease_expires";
-const ASSIGNMENT_COLUMNS: &str = "connection, object_name, worker, owner_epoch, assigned_at";
+const ASSIGNMENT_COLUMNS: &str =
+    "connection, object_name, worker, owner_epoch, assigned_at, reload_requested";
 
 /// Where the cluster tables go by default: their own schema, so a state database that is also a
 /// target database keeps them apart from the application's tables.
@@ -110,6 +115,7 @@ impl ClusterStore {
             workers: QualifiedName::new(schema, &Ident::internal(WORKERS_TABLE)),
             assignments: QualifiedName::new(schema, &Ident::internal(ASSIGNMENTS_TABLE)),
             epochs: QualifiedName::new(schema, &Ident::internal(OWNER_EPOCH_SEQUENCE)),
+            paused: QualifiedName::new(schema, &Ident::internal(PAUSED_TABLE)),
         }
     }
 
@@ -141,8 +147,14 @@ CREATE TABLE IF NOT EXISTS {a} (
     assigned_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (connection, object_name)
 );
-CREATE INDEX IF NOT EXISTS \"_driftless_assignments_worker\" ON {a} (worker);",
-                schema = w.schema
+ALTER TABLE {a} ADD COLUMN IF NOT EXISTS reload_requested bigint NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS \"_driftless_assignments_worker\" ON {a} (worker);
+CREATE TABLE IF NOT EXISTS {p} (
+    connection text PRIMARY KEY,
+    paused_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);",
+                schema = w.schema,
+                p = self.paused,
             ))
             .await?;
         Ok(())
@@ -214,6 +226,22 @@ RETURNING id, lease_epoch, {remaining}",
                 lease_epoch,
             }),
         }
+    }
+
+    /// A coordinator that just became active gives every registered worker a full lease from
+    /// now: while no coordinator was active nobody could renew, and moving every mapping for that
+    /// would turn a coordinator restart into a cluster-wide reshuffle. Returns how many workers.
+    pub async fn extend_leases(
+        &self,
+        client: &impl GenericClient,
+        lease: Duration,
+    ) -> Result<u64, ClusterError> {
+        let sql = format!(
+            "UPDATE {w} SET lease_expires = GREATEST(lease_expires, \
+             clock_timestamp() + $1::bigint * interval '1 millisecond')",
+            w = self.workers
+        );
+        Ok(client.execute(&sql, &[&millis(lease)]).await?)
     }
 
     /// Graceful shutdown. Returns false when the lease was not current (nothing removed). The
@@ -361,6 +389,82 @@ SET worker = EXCLUDED.worker, owner_epoch = EXCLUDED.owner_epoch, assigned_at = 
         select_assignments(client, &self.assignments, None).await
     }
 
+    /// Connections an admin paused (`ctl pause`): the assignment leaves them out until resumed,
+    /// across coordinator restarts.
+    pub async fn paused_connections(
+        &self,
+        client: &impl GenericClient,
+    ) -> Result<Vec<String>, ClusterError> {
+        let sql = format!(
+            "SELECT connection FROM {p} ORDER BY connection",
+            p = self.paused
+        );
+        Ok(client
+            .query(&sql, &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    /// Pauses or resumes a connection; returns whether that changed anything.
+    pub async fn set_paused(
+        &self,
+        client: &impl GenericClient,
+        connection: &str,
+        paused: bool,
+    ) -> Result<bool, ClusterError> {
+        let sql = if paused {
+            format!(
+                "INSERT INTO {p} (connection) VALUES ($1) ON CONFLICT DO NOTHING",
+                p = self.paused
+            )
+        } else {
+            format!("DELETE FROM {p} WHERE connection = $1", p = self.paused)
+        };
+        Ok(client.execute(&sql, &[&connection]).await? == 1)
+    }
+
+    /// A fresh owner epoch for one mapping on the same worker: the worker sees the new epoch in
+    /// its next heartbeat and re-claims the mapping (how `ctl reload` restarts it). Returns the
+    /// new epoch, or None when the mapping is not assigned.
+    pub async fn bump_epoch(
+        &self,
+        client: &impl GenericClient,
+        connection: &str,
+        object: &str,
+    ) -> Result<Option<i64>, ClusterError> {
+        let sql = format!(
+            "UPDATE {a} SET owner_epoch = nextval('{e}'), assigned_at = clock_timestamp() \
+             WHERE connection = $1 AND object_name = $2 RETURNING owner_epoch",
+            a = self.assignments,
+            e = self.epochs
+        );
+        Ok(client
+            .query_opt(&sql, &[&connection, &object])
+            .await?
+            .map(|r| r.get(0)))
+    }
+
+    /// Asks the mapping's worker to reload its table (`ctl reload`); None when the mapping is not
+    /// assigned to anyone.
+    pub async fn request_reload(
+        &self,
+        client: &impl GenericClient,
+        connection: &str,
+        object: &str,
+    ) -> Result<Option<i64>, ClusterError> {
+        let sql = format!(
+            "UPDATE {a} SET reload_requested = reload_requested + 1 \
+             WHERE connection = $1 AND lower(object_name) = lower($2) RETURNING reload_requested",
+            a = self.assignments
+        );
+        Ok(client
+            .query_opt(&sql, &[&connection, &object])
+            .await?
+            .map(|r| r.get(0)))
+    }
+
     /// One worker's assignments, for its heartbeat reply.
     pub async fn assignments_of(
         &self,
@@ -406,6 +510,7 @@ async fn select_assignments(
             worker: r.get(2),
             owner_epoch: r.get(3),
             assigned_at: r.get(4),
+            reload_requested: r.get(5),
         })
         .collect())
 }

@@ -424,3 +424,51 @@ async fn cluster_reassignment_epochs_fence_the_previous_owner_in_the_target_data
     assert!(!state::claim(&client, &key, old, "w1").await.unwrap());
     state::fence(&client, &key, new).await.unwrap();
 }
+
+#[tokio::test]
+async fn cluster_paused_connections_persist_and_bump_epoch_moves_only_one_mapping() {
+    let (_db, mut client, store) = setup().await;
+    assert!(store.set_paused(&client, "acme", true).await.unwrap());
+    assert!(!store.set_paused(&client, "acme", true).await.unwrap());
+    assert_eq!(store.paused_connections(&client).await.unwrap(), ["acme"]);
+    assert!(store.set_paused(&client, "acme", false).await.unwrap());
+    assert!(store.paused_connections(&client).await.unwrap().is_empty());
+
+    let before = store
+        .persist_assignments(
+            &mut client,
+            &[a("acme", "Account", "w1"), a("acme", "Contact", "w1")],
+        )
+        .await
+        .unwrap();
+    let bumped = store
+        .bump_epoch(&client, "acme", "Account")
+        .await
+        .unwrap()
+        .unwrap();
+    let after = store.load_assignments(&client).await.unwrap();
+    assert!(bumped > before[0].owner_epoch);
+    assert_eq!(after[0].owner_epoch, bumped);
+    assert_eq!(after[1].owner_epoch, before[1].owner_epoch);
+    assert_eq!(after[0].worker, "w1");
+    assert!(store
+        .bump_epoch(&client, "acme", "Lead")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn cluster_a_new_coordinator_extends_every_lease_once() {
+    let (_db, client, store) = setup().await;
+    store
+        .register(&client, "w1", "v", 1, Duration::from_millis(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(store.live_workers(&client).await.unwrap().len(), 0);
+    assert_eq!(store.extend_leases(&client, LEASE).await.unwrap(), 1);
+    let live = store.live_workers(&client).await.unwrap();
+    assert_eq!(live.len(), 1);
+    assert!(live[0].lease_expires > chrono::Utc::now() + chrono::Duration::seconds(20));
+}

@@ -14,6 +14,12 @@
 //! - `connection.sync.use_latest_date_covered` (default true): primary windows never end past
 //!   getUpdated's `latestDateCovered`. Off, primary polls read as Heroku Connect's do (up to now
 //!   minus the margin) and the secondary polls alone repair what long transactions commit late.
+//! - `connection.salesforce.request_timeout_secs` (default 120): the longest wait for a Salesforce
+//!   response's headers before the request is retried. A hung request stalls its mapping this long.
+//! - `connection.sync.batch_rows` (default: the engine's, 50,000): rows per Postgres transaction on
+//!   the data path. Smaller batches commit progress more often and hold less memory.
+//! - `connection.sync.writeback_retention_days` (default 31, Heroku Connect's paid-plan retention):
+//!   how long settled write-back entries stay in `_trigger_log_archive` before they are purged.
 
 mod error;
 mod raw;
@@ -41,6 +47,8 @@ pub const DEFAULT_SECONDARY_DELAY_SECS: u64 = 300;
 pub const DEFAULT_SECONDARY_CONCURRENCY: u32 = 2;
 pub const DEFAULT_BULK_THRESHOLD: u64 = 10_000;
 pub const DEFAULT_POLL_MARGIN_SECS: u64 = 5;
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 120;
+pub const DEFAULT_WRITEBACK_RETENTION_DAYS: u64 = 31;
 /// Environment fallback for `coordinator.admin_token` (SPEC.md §1).
 pub const ADMIN_TOKEN_ENV: &str = "DRIFTLESS_ADMIN_TOKEN";
 
@@ -87,6 +95,7 @@ pub struct SalesforceConfig {
     pub api_version: String,
     pub ca_cert: Option<PathBuf>,
     pub auth: SalesforceAuth,
+    pub request_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -148,6 +157,10 @@ pub struct SyncConfig {
     pub secondary_enabled: bool,
     pub poll_margin_secs: u64,
     pub use_latest_date_covered: bool,
+    /// Rows per transaction; `None` leaves it to the engine's `RunOptions`.
+    pub batch_rows: Option<u64>,
+    /// Days a settled write-back entry stays in `_trigger_log_archive`.
+    pub writeback_retention_days: u64,
 }
 
 impl Default for SyncConfig {
@@ -160,6 +173,8 @@ impl Default for SyncConfig {
             secondary_enabled: true,
             poll_margin_secs: DEFAULT_POLL_MARGIN_SECS,
             use_latest_date_covered: true,
+            batch_rows: None,
+            writeback_retention_days: DEFAULT_WRITEBACK_RETENTION_DAYS,
         }
     }
 }
@@ -369,6 +384,14 @@ fn sync(src: &Source<'_>, rs: Option<RawSync>) -> Result<SyncConfig, ConfigError
             Some(n) => non_negative(src, n, &k("poll_margin_secs"))?,
             None => d.poll_margin_secs,
         },
+        batch_rows: match &rs.batch_rows {
+            Some(n) => Some(positive(src, n, &k("batch_rows"))?),
+            None => d.batch_rows,
+        },
+        writeback_retention_days: match &rs.writeback_retention_days {
+            Some(n) => positive(src, n, &k("writeback_retention_days"))?,
+            None => d.writeback_retention_days,
+        },
     })
 }
 
@@ -510,11 +533,16 @@ fn salesforce(
             s
         }
     };
+    let request_timeout_secs = match &rs.request_timeout_secs {
+        Some(n) => positive(src, n, "connection.salesforce.request_timeout_secs")?,
+        None => DEFAULT_REQUEST_TIMEOUT_SECS,
+    };
     Ok(SalesforceConfig {
         login_url,
         api_version,
         ca_cert: rs.ca_cert.map(|c| base.join(string(c))),
         auth,
+        request_timeout_secs,
     })
 }
 

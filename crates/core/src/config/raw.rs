@@ -115,6 +115,7 @@ pub(super) struct RawSalesforce {
     pub private_key_file: Option<S>,
     pub api_version: Option<S>,
     pub ca_cert: Option<S>,
+    pub request_timeout_secs: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,4 +128,6 @@ pub(super) struct RawSync {
     pub secondary_enabled: Option<bool>,
     pub use_latest_date_covered: Option<bool>,
     pub poll_margin_secs: Option<Spanned<i64>>,
+    pub batch_rows: Option<Spanned<i64>>,
+    pub writeback_retention_days: Option<Spanned<i64>>,
 }

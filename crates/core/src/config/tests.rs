@@ -117,6 +117,47 @@ fn defaults() {
     assert!(s.secondary_enabled);
     assert!(s.use_latest_date_covered);
     assert_eq!(s.poll_margin_secs, 5);
+    assert_eq!(s.batch_rows, None, "left to the engine unless set");
+    assert_eq!(acme.salesforce.request_timeout_secs, 120);
+}
+
+#[test]
+fn request_timeout_and_batch_rows() {
+    let text = MINIMAL.replace(
+        "client_secret = \"secret\"\n",
+        "client_secret = \"secret\"\nrequest_timeout_secs = 7\n",
+    ) + "\n[connection.sync]\nbatch_rows = 2500\n";
+    let c = parse(&text).unwrap();
+    assert_eq!(c.connections[0].salesforce.request_timeout_secs, 7);
+    assert_eq!(c.connections[0].sync.batch_rows, Some(2500));
+
+    let e = err(&(MINIMAL.to_owned() + "\n[connection.sync]\nbatch_rows = 0\n"));
+    assert_eq!(
+        e,
+        "/etc/driftless/driftless.toml:12:14: connection.sync.batch_rows: expected a positive integer, got 0"
+    );
+    let e = err(&MINIMAL.replace(
+        "client_secret = \"secret\"\n",
+        "client_secret = \"secret\"\nrequest_timeout_secs = -3\n",
+    ));
+    assert_eq!(
+        e,
+        "/etc/driftless/driftless.toml:10:24: connection.salesforce.request_timeout_secs: expected a positive integer, got -3"
+    );
+    // Near misses of the new keys are still unknown keys, not silently ignored.
+    let e = err(&(MINIMAL.to_owned() + "\n[connection.sync]\nbatch_row = 10\n"));
+    assert!(
+        e.contains("connection.sync.batch_row: unknown field `batch_row`"),
+        "{e}"
+    );
+    let e = err(&MINIMAL.replace(
+        "client_secret = \"secret\"\n",
+        "client_secret = \"secret\"\nrequest_timeout = 7\n",
+    ));
+    assert!(
+        e.contains("connection.salesforce.request_timeout: unknown field `request_timeout`"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -357,6 +398,20 @@ fn login_url_and_key_choice() {
     let e = err(&both);
     assert!(
         e.ends_with(":11:20: connection.salesforce.private_key_file: expected one of private_key or private_key_file, not both"),
+        "{e}"
+    );
+}
+
+#[test]
+fn writeback_retention_days() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.connections[0].sync.writeback_retention_days, 31);
+    let c = parse(&(MINIMAL.to_owned() + "\n[connection.sync]\nwriteback_retention_days = 7\n"))
+        .unwrap();
+    assert_eq!(c.connections[0].sync.writeback_retention_days, 7);
+    let e = err(&(MINIMAL.to_owned() + "\n[connection.sync]\nwriteback_retention_days = 0\n"));
+    assert!(
+        e.ends_with("connection.sync.writeback_retention_days: expected a positive integer, got 0"),
         "{e}"
     );
 }

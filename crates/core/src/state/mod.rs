@@ -420,6 +420,37 @@ pub async fn commit_initial_load(
     fenced_unless(row.is_some(), connection, object, epoch)
 }
 
+/// Starts or resumes an initial load. The first attempt records `mark` (every record stamped
+/// before it was visible when the load began) in `synced_through`, which stays unused until
+/// `initial_load_done`; a resumed load keeps the first attempt's mark, since records it already
+/// committed may have changed since then, and gets back the committed cursor. Fenced.
+pub async fn begin_initial_load(
+    client: &impl GenericClient,
+    key: &MappingKey,
+    epoch: i64,
+    mark: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, Option<String>), StateError> {
+    let (schema, connection, object) = key.parts();
+    let sql = format!(
+        "UPDATE {t} SET synced_through = COALESCE(synced_through, $4), updated_at = now() \
+         WHERE connection = $1 AND object_name = $2 AND owner_epoch = $3 AND NOT initial_load_done \
+         RETURNING synced_through, initial_load_cursor",
+        t = table(schema, MAPPING_STATE_TABLE)
+    );
+    let mark = crate::window::floor_second(mark);
+    let row = client
+        .query_opt(&sql, &[&connection, &object, &epoch, &mark])
+        .await?;
+    match row {
+        Some(r) => Ok((r.get(0), r.get(1))),
+        None => Err(StateError::Fenced {
+            connection: connection.to_owned(),
+            object: object.to_owned(),
+            epoch,
+        }),
+    }
+}
+
 /// A reload (`ctl reload`) starts over: back to INITIAL, no progress, windows forgotten. The caller
 /// truncates the table in the same transaction. Fenced.
 pub async fn reset_for_reload(

@@ -81,6 +81,15 @@ pub fn write_config(db: &TestDb, sim: &sfsim::SimInfo, setup: &Setup) -> Config 
     write_config_with(db, sim, setup, DEFAULT_MAPPINGS)
 }
 
+/// Lines added to the config's tables beyond what [`Setup`] sets.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigExtra {
+    /// TOML lines for `[connection.salesforce]`, e.g. `request_timeout_secs = 3`.
+    pub salesforce: String,
+    /// TOML lines for `[connection.sync]`, e.g. `batch_rows = 500`.
+    pub sync: String,
+}
+
 /// Account and Contact, read only, polled every 2 s.
 pub const DEFAULT_MAPPINGS: &str = r#"{"mappings":[
       {"object_name":"Account","config":{"access":"read_only","sf_polling_seconds":2,"sf_notify_enabled":false,
@@ -101,6 +110,17 @@ pub fn write_config_with(
     sim: &sfsim::SimInfo,
     setup: &Setup,
     mappings: &str,
+) -> Config {
+    write_config_ext(db, sim, setup, mappings, &ConfigExtra::default())
+}
+
+/// [`write_config_with`] plus `extra` lines.
+pub fn write_config_ext(
+    db: &TestDb,
+    sim: &sfsim::SimInfo,
+    setup: &Setup,
+    mappings: &str,
+    extra: &ConfigExtra,
 ) -> Config {
     let dir: PathBuf =
         std::env::temp_dir().join(format!("driftless-{}", uuid::Uuid::new_v4().simple()));
@@ -124,7 +144,7 @@ username = "{user}"
 password = "${{SF_PASSWORD}}"
 client_id = "{cid}"
 client_secret = "{secret}"
-
+{sf_extra}
 [connection.sync]
 poll_interval_secs = 2
 secondary_delay_secs = 6
@@ -132,6 +152,7 @@ secondary_concurrency = 2
 bulk_threshold = {bulk}
 secondary_enabled = {secondary}
 poll_margin_secs = 1
+{sync_extra}
 "#,
         db = db.url,
         pool = setup.db_pool_size,
@@ -141,6 +162,8 @@ poll_margin_secs = 1
         secret = sim.client_secret,
         bulk = setup.bulk_threshold,
         secondary = setup.secondary_enabled,
+        sf_extra = extra.salesforce,
+        sync_extra = extra.sync,
     );
     let path = dir.join("driftless.toml");
     std::fs::write(&path, &toml).unwrap();
@@ -188,6 +211,73 @@ pub async fn sim_delete(sim: &sfsim::SimInfo, path: &str) {
         .await
         .expect("sim control plane");
     assert!(r.status().is_success(), "{path}: {}", r.status());
+}
+
+/// The workload of the sync tests: inserts, updates and deletes on Account and Contact, a fifth of
+/// them in long transactions of 1-3 s that commit behind windows already read.
+pub fn sync_test_workloads() -> Vec<serde_json::Value> {
+    vec![
+        serde_json::json!({
+            "object": "Account", "inserts_per_sec": 15, "updates_per_sec": 120, "deletes_per_sec": 8,
+            "long_txn_fraction": 0.2, "long_txn_ms": [1000, 3000]
+        }),
+        serde_json::json!({
+            "object": "Contact", "inserts_per_sec": 5, "updates_per_sec": 40, "deletes_per_sec": 2,
+            "long_txn_fraction": 0.2, "long_txn_ms": [1000, 3000]
+        }),
+    ]
+}
+
+/// Runs `workloads` for `run_for`, then stops them (the simulator answers once no transaction is
+/// left open). Returns a time past every write the workload made: windows reaching beyond it
+/// have seen everything.
+pub async fn run_workload(
+    sim: &sfsim::SimInfo,
+    workloads: &[serde_json::Value],
+    run_for: Duration,
+) -> chrono::DateTime<chrono::Utc> {
+    for w in workloads {
+        sim_post(sim, "/_sim/workload", w.clone()).await;
+    }
+    tokio::time::sleep(run_for).await;
+    sim_delete(sim, "/_sim/workload").await;
+    chrono::Utc::now() + chrono::Duration::seconds(1)
+}
+
+/// Waits until every mapping's primary windows reach past `t`.
+pub async fn wait_synced_past(
+    engine: &driftless_node::NodeHandle,
+    t: chrono::DateTime<chrono::Utc>,
+    timeout: Duration,
+) {
+    wait_until("windows past the workload read", timeout, || async {
+        let s = engine.status().await;
+        s.mappings.iter().all(|m| {
+            m.synced_through
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .is_some_and(|s| s > t)
+        })
+    })
+    .await;
+}
+
+/// Waits until every window of `schema` that starts before `t` has had its secondary poll.
+pub async fn wait_secondary_done(
+    pg: &tokio_postgres::Client,
+    schema: &str,
+    t: chrono::DateTime<chrono::Utc>,
+    timeout: Duration,
+) {
+    let sql = format!(
+        "SELECT count(*) FROM {schema}._driftless_windows \
+         WHERE window_start < $1 AND secondary_done_at IS NULL"
+    );
+    wait_until("secondary polls of those windows", timeout, || async {
+        let row = pg.query_one(&sql, &[&t]).await.unwrap();
+        row.get::<_, i64>(0) == 0
+    })
+    .await;
 }
 
 /// Samples the most sessions the engine held at once, by application_name, until dropped.
