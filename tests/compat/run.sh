@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The Python compatibility suite: unmodified simple-salesforce and salesforce-bulk against
-# `driftless sim --tls`. Creates tests/compat/.venv (pinned requirements), uses the binary at
+# The compatibility suite: unmodified simple-salesforce and salesforce-bulk (Python) and
+# salesforce-pubsub-api-client (npm) against `driftless sim --tls`. Creates tests/compat/.venv (pinned requirements), uses the binary at
 # ${DRIFTLESS_BIN:-target/debug/driftless} (building it with cargo only when it is missing) and
 # exits with pytest's exit code. Extra arguments go to pytest (e.g. `-k bulk2 -x`).
 set -euo pipefail
@@ -28,6 +28,16 @@ WANT=$(sha256sum "$COMPAT/requirements.txt" | cut -d' ' -f1)
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$COMPAT/requirements.txt"
     echo "$WANT" > "$STAMP"
+fi
+
+# The Pub/Sub part drives the npm client pinned in pubsub/package-lock.json; reinstall only when
+# the lock file changed since the last successful install.
+PUBSUB="$COMPAT/pubsub"
+NPM_STAMP="$PUBSUB/node_modules/.lock.sha256"
+NPM_WANT=$(sha256sum "$PUBSUB/package-lock.json" | cut -d' ' -f1)
+if [ ! -f "$NPM_STAMP" ] || [ "$(cat "$NPM_STAMP")" != "$NPM_WANT" ]; then
+    (cd "$PUBSUB" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$NPM_WANT" > "$NPM_STAMP"
 fi
 
 BIN=${DRIFTLESS_BIN:-target/debug/driftless}

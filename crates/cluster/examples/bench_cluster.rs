@@ -63,6 +63,7 @@ fn spawn(bin: &Path, args: &[&str], log: &Path) -> Proc {
         Command::new(bin)
             .args(args)
             .env("RUST_LOG", "warn")
+            .env("SF_PASSWORD", sfsim::config::PASSWORD)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -95,7 +96,7 @@ fn free_port() -> u16 {
 fn write_config(
     dir: &Path,
     db_url: &str,
-    sim: &serde_json::Value,
+    sim: &sfsim::SimInfo,
     port: u16,
     conns: usize,
 ) -> PathBuf {
@@ -111,7 +112,6 @@ fn write_config(
   "indexes":{"Id":{"unique":true},"SystemModstamp":{"unique":false}}}}],"version":1}"#,
     )
     .unwrap();
-    let s = |k: &str| sim[k].as_str().unwrap().to_owned();
     let mut toml = format!(
         "[coordinator]\nlisten = \"127.0.0.1:{port}\"\nadmin_token = \"{TOKEN}\"\nstate_database_url = \"{db_url}\"\n"
     );
@@ -124,21 +124,10 @@ database_url = "{db_url}"
 schema = "c{i}"
 db_pool_size = 3
 mappings = "mappings.json"
-[connection.salesforce]
-login_url = "{login}"
-auth = "password"
-username = "{user}"
-password = "{password}"
-client_id = "{cid}"
-client_secret = "{secret}"
-[connection.sync]
+{salesforce}[connection.sync]
 poll_interval_secs = 5
 "#,
-            login = s("login_url"),
-            user = s("username"),
-            password = s("password"),
-            cid = s("client_id"),
-            secret = s("client_secret"),
+            salesforce = sim.salesforce_toml(&sim.client_secret),
         ));
     }
     let path = dir.join("driftless.toml");
@@ -148,7 +137,7 @@ poll_interval_secs = 5
 
 /// One phase: a fresh database, a coordinator, `workers` workers; seconds until every mapping
 /// finished its initial load.
-async fn phase(a: &Args, dir: &Path, sim: &serde_json::Value, workers: usize) -> f64 {
+async fn phase(a: &Args, dir: &Path, sim: &sfsim::SimInfo, workers: usize) -> f64 {
     let db = format!("driftless_bench_cluster_{}", std::process::id());
     let admin = pg(ADMIN).await;
     admin
@@ -264,7 +253,7 @@ async fn main() {
     );
     // The simulator's one JSON line goes to the log file too; wait for it there.
     let _ = &mut sim;
-    let info: serde_json::Value = loop {
+    let info: sfsim::SimInfo = loop {
         let text = std::fs::read_to_string(dir.join("sim.err")).unwrap_or_default();
         if let Some(line) = BufReader::new(text.as_bytes())
             .lines()

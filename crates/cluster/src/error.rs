@@ -36,7 +36,7 @@ impl From<driftless_core::cluster::ClusterError> for ClusterError {
 
 impl From<tokio_postgres::Error> for ClusterError {
     fn from(e: tokio_postgres::Error) -> ClusterError {
-        ClusterError::State(e.to_string())
+        ClusterError::State(driftless_core::pgerror::describe(&e))
     }
 }
 

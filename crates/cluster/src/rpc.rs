@@ -1,6 +1,7 @@
 //! Protobuf over HTTP: one POST per rpc at the path its `Rpc` marker names, body and reply in
 //! `application/x-protobuf`, `Authorization: Bearer <token>`.
 
+use std::path::Path;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -19,12 +20,42 @@ pub struct RpcClient {
     token: Secret,
 }
 
+/// The HTTP client of workers and ctl: the platform's roots, plus `ca_cert` (a PEM file) for a
+/// coordinator whose certificate a private CA signed.
+pub fn http_client(
+    timeout: Option<Duration>,
+    ca_cert: Option<&Path>,
+) -> std::result::Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(t) = timeout {
+        builder = builder.timeout(t);
+    }
+    if let Some(path) = ca_cert {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("--ca-cert: cannot read {}: {e}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("--ca-cert: {}: not a PEM certificate: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "--ca-cert: {} holds no certificate",
+                path.display()
+            ));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().map_err(|e| format!("http client: {e}"))
+}
+
 impl RpcClient {
-    pub fn new(base: &str, token: Secret, timeout: Duration) -> Result<RpcClient> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| ClusterError::Config(format!("http client: {e}")))?;
+    pub fn new(
+        base: &str,
+        token: Secret,
+        timeout: Duration,
+        ca_cert: Option<&Path>,
+    ) -> Result<RpcClient> {
+        let http = http_client(Some(timeout), ca_cert).map_err(ClusterError::Config)?;
         Ok(RpcClient {
             http,
             base: base.trim_end_matches('/').to_owned(),
@@ -78,10 +109,14 @@ fn without_url(e: reqwest::Error) -> String {
     s
 }
 
-/// The serving side: the bearer check (constant time), then the decoded request or a 400.
-pub fn accept<R: Rpc>(
+/// The most a worker rpc's body may hold: a heartbeat carries stats for each of its mappings.
+pub const MAX_WORKER_BODY: usize = 1 << 20;
+
+/// The serving side: the bearer check (constant time) from the headers, then the body (read
+/// only once the caller is authorized, at most [`MAX_WORKER_BODY`]), then the decoded request.
+pub async fn accept<R: Rpc>(
     req: &HttpRequest,
-    body: &[u8],
+    payload: actix_web::web::Payload,
     token: &Secret,
 ) -> std::result::Result<R::Request, Box<HttpResponse>> {
     let auth = req
@@ -95,7 +130,10 @@ pub fn accept<R: Rpc>(
                 .body("missing or wrong bearer token"),
         ));
     }
-    decode(body).map_err(|e| {
+    let body = driftless_node::admin::service::read_body(payload, MAX_WORKER_BODY)
+        .await
+        .map_err(Box::new)?;
+    decode(&body).map_err(|e| {
         Box::new(HttpResponse::BadRequest().body(format!("malformed {} request: {e}", R::PATH)))
     })
 }

@@ -221,7 +221,7 @@ secondary_concurrency = 5
         let conn = materialize(spec, &worker_dir).unwrap();
         assert_eq!(conn.db_pool_size, 3);
         match &conn.salesforce.auth {
-            driftless_core::config::SalesforceAuth::Password { password, .. } => {
+            driftless_core::config::Credentials::Password { password, .. } => {
                 assert_eq!(password.expose(), "s3cret${not-a-var")
             }
             other => panic!("auth {}", other.kind()),

@@ -2,8 +2,12 @@
 //! workers report what their registry shows, the coordinator turns it back into SPEC.md §6.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use driftless_node::status::{MappingDoc, PrimaryDoc, SecondaryDoc, WritesDoc};
-use driftless_proto::cluster::{MappingStats, PrimaryCounters, SecondaryCounters, WriteCounters};
+use driftless_node::status::{
+    MappingDoc, NotifyDoc, PrimaryDoc, SecondaryDoc, WriteModeDoc, WritePath, WritesDoc,
+};
+use driftless_proto::cluster::{
+    MappingStats, NotifyCounters, PrimaryCounters, SecondaryCounters, WriteCounters,
+};
 
 fn u(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
@@ -49,7 +53,18 @@ pub fn to_wire(doc: &MappingDoc, owner_epoch: i64, last_error: Option<String>) -
             pending: u(doc.writes.pending),
             sent: u(doc.writes.sent),
             failed: u(doc.writes.failed),
+            merged: u(doc.writes.merged),
+            mode: doc.writes.mode.as_str().to_owned(),
+            path: doc.writes.path.as_str().to_owned(),
         }),
+        notify: Some(NotifyCounters {
+            enabled: doc.notify.enabled,
+            events: u(doc.notify.events),
+            polls_triggered: u(doc.notify.polls_triggered),
+            gaps: u(doc.notify.gaps),
+        }),
+        formula_refreshed: u(doc.formula_refreshed),
+        formula_notes: doc.formula_notes.clone(),
     }
 }
 
@@ -86,13 +101,27 @@ pub fn from_wire(s: &MappingStats, worker: &str) -> MappingDoc {
         db_connections_in_use: u64::from(s.db_connections_in_use),
         errors: i(s.errors),
         writes: {
-            let w = s.writes.unwrap_or_default();
+            let w = s.writes.clone().unwrap_or_default();
             WritesDoc {
                 pending: i(w.pending),
                 sent: i(w.sent),
                 failed: i(w.failed),
+                merged: i(w.merged),
+                mode: WriteModeDoc::parse(&w.mode).unwrap_or_default(),
+                path: WritePath::parse(&w.path).unwrap_or_default(),
             }
         },
+        notify: {
+            let n = s.notify.unwrap_or_default();
+            NotifyDoc {
+                enabled: n.enabled,
+                events: i(n.events),
+                polls_triggered: i(n.polls_triggered),
+                gaps: i(n.gaps),
+            }
+        },
+        formula_refreshed: i(s.formula_refreshed),
+        formula_notes: s.formula_notes.clone(),
     }
 }
 
@@ -124,6 +153,8 @@ mod tests {
         doc.db_connections_in_use = 2;
         doc.writes.pending = 3;
         doc.writes.failed = 1;
+        doc.formula_refreshed = 500;
+        doc.formula_notes = vec!["Odd__c: function VLOOKUP is not supported".into()];
         let back = from_wire(&to_wire(&doc, 7, None), "w1");
         assert_eq!(back, doc);
     }

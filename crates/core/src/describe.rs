@@ -28,6 +28,15 @@ pub struct FieldDescribe {
     pub nillable: bool,
     /// Formula fields: they never move SystemModstamp, so changes to them are not polled (HC §3.6).
     pub calculated: bool,
+    /// `calculatedFormula`: the formula text of a calculated field.
+    #[serde(default)]
+    pub calculated_formula: Option<String>,
+    /// `referenceTo` of a lookup: the object(s) it points at.
+    #[serde(default)]
+    pub reference_to: Vec<String>,
+    /// `relationshipName` of a lookup (`Account` for `AccountId`): how formulas and SOQL name it.
+    #[serde(default)]
+    pub relationship_name: Option<String>,
 }
 
 impl ObjectDescribe {
@@ -37,5 +46,14 @@ impl ObjectDescribe {
         self.fields
             .iter()
             .find(|f| f.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The lookup whose `relationshipName` is `name` (`Account` finds `AccountId`).
+    pub fn relationship(&self, name: &str) -> Option<&FieldDescribe> {
+        self.fields.iter().find(|f| {
+            f.relationship_name
+                .as_deref()
+                .is_some_and(|r| r.eq_ignore_ascii_case(name))
+        })
     }
 }

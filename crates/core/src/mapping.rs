@@ -328,7 +328,12 @@ impl MappingConfig {
                     format!("expected an object of field names, got {}", kind(&other)),
                 ))
             }
-            None => return Err(err("fields", "missing key".into())),
+            None => {
+                let hint = closest_key(c.keys(), "fields")
+                    .map(|k| format!(" (found `{k}`: a misspelling of `fields`?)"))
+                    .unwrap_or_default();
+                return Err(err("fields", format!("missing key{hint}")));
+            }
         }
 
         let mut indexes = BTreeMap::new();
@@ -405,6 +410,130 @@ impl MappingConfig {
             .find(|(k, _)| k.eq_ignore_ascii_case(field))
             .map(|(_, v)| v)
     }
+}
+
+/// The keys of a mapping's `config` that driftless reads.
+const CONFIG_KEYS: &[&str] = &[
+    "access",
+    "sf_polling_seconds",
+    "sf_notify_enabled",
+    "sf_max_daily_api_calls",
+    "fields",
+    "indexes",
+    "upsert_field",
+    FORMULA_REFRESH_KEY,
+];
+
+/// Keys Heroku Connect writes into `config` that driftless keeps without reading: silent.
+const CONFIG_KEYS_KEPT: &[&str] = &["applied_at", "revision", FORMULA_REFRESH_KEY];
+
+/// Driftless's own per-mapping key, kept in `extra` so an export carries it and Heroku Connect,
+/// which ignores keys it does not know, imports the file unchanged.
+pub const FORMULA_REFRESH_KEY: &str = "formula_refresh_secs";
+
+impl MappingConfig {
+    /// The mapping's `formula_refresh_secs`, when it sets a positive whole number.
+    pub fn formula_refresh_secs(&self) -> Option<u64> {
+        self.extra
+            .get(FORMULA_REFRESH_KEY)
+            .and_then(Value::as_u64)
+            .filter(|n| *n > 0)
+    }
+}
+
+/// Keys beside `object_name` and `config` in Heroku Connect's exports and API responses
+/// (reference/heroku-connect.md §1.2, §6): kept for the round trip, silent.
+const MAPPING_KEYS_KEPT: &[&str] = &[
+    "id",
+    "state",
+    "counts",
+    "actions",
+    "applied_at",
+    "revision",
+    "created_at",
+    "updated_at",
+    "errors",
+    "api_calls",
+];
+
+/// A key driftless does not know inside a mapping: kept for the round trip, but most likely a
+/// misspelling (`sf_poling_seconds`), so the loader warns instead of ignoring it silently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownKey {
+    pub mapping: String,
+    /// Dotted path inside the mapping, e.g. `config.sf_poling_seconds`.
+    pub key: String,
+    /// The known key it most resembles, when one is close (a path, like `key`).
+    pub closest: Option<String>,
+}
+
+impl fmt::Display for UnknownKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "mapping {}: unknown key `{}`, ignored",
+            self.mapping, self.key
+        )?;
+        if let Some(c) = &self.closest {
+            write!(f, " (did you mean `{c}`?)")?;
+        }
+        Ok(())
+    }
+}
+
+impl MappingFile {
+    /// Every key inside a mapping that is neither read nor one Heroku Connect is known to write.
+    pub fn unknown_keys(&self) -> Vec<UnknownKey> {
+        let mut out = Vec::new();
+        for m in &self.mappings {
+            for key in m.config.extra.keys() {
+                if CONFIG_KEYS_KEPT.contains(&key.as_str()) {
+                    continue;
+                }
+                out.push(UnknownKey {
+                    mapping: m.object_name.clone(),
+                    key: format!("config.{key}"),
+                    closest: closest_known(key, CONFIG_KEYS).map(|k| format!("config.{k}")),
+                });
+            }
+            for key in m.extra.keys() {
+                if MAPPING_KEYS_KEPT.contains(&key.as_str()) {
+                    continue;
+                }
+                // A config key one level too high is the likelier mistake than a typo.
+                let closest = closest_known(key, CONFIG_KEYS)
+                    .map(|k| format!("config.{k}"))
+                    .or_else(|| closest_known(key, &["object_name", "config"]).map(str::to_owned));
+                out.push(UnknownKey {
+                    mapping: m.object_name.clone(),
+                    key: key.clone(),
+                    closest,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// The known key within a small edit distance of `key`: close enough to be a typo, not a
+/// different word.
+fn closest_known(key: &str, known: &[&'static str]) -> Option<&'static str> {
+    let key = key.to_ascii_lowercase();
+    known
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(&key, k), *k))
+        .filter(|(d, k)| *d <= 3.max(k.len() / 4) && *d < k.len())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Among `keys`, one that looks like a misspelling of `wanted`.
+fn closest_key<'a>(
+    keys: impl Iterator<Item = &'a String>,
+    wanted: &'static str,
+) -> Option<&'a str> {
+    keys.map(String::as_str)
+        .find(|k| closest_known(k, &[wanted]).is_some())
 }
 
 fn optional_u64(c: &mut Map<String, Value>, key: &str) -> Result<Option<u64>, String> {

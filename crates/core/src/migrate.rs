@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 use crate::ddl;
 use crate::describe::ObjectDescribe;
 use crate::ident::Ident;
-use crate::mapping::{resolve, Mapping, MappingError, ResolvedMapping};
+use crate::mapping::{resolve, Access, Mapping, MappingError, ResolvedMapping};
 use crate::state;
 use crate::writeback;
 
@@ -22,7 +22,7 @@ pub enum MigrateError {
     /// Heroku Connect does not take over a table it did not create (§2.1), nor do we.
     #[error("table {table} exists but is not a mapped table: it has no {column} column")]
     ForeignTable { table: String, column: &'static str },
-    #[error("schema migration failed: {0}")]
+    #[error("schema migration failed: {}", crate::pgerror::describe(.0))]
     Db(#[from] tokio_postgres::Error),
 }
 
@@ -39,6 +39,9 @@ pub struct SchemaChanges {
     /// Columns whose existing type differs from what the describe now maps to:
     /// (column, existing `information_schema` type, wanted type). Left alone.
     pub type_mismatches: Vec<(String, String, String)>,
+    /// For a read_write mapping, whether Heroku Connect's re-send functions exist (they need the
+    /// hstore extension); `None` for read_only mappings, which do not make them.
+    pub resend_functions: Option<writeback::ResendFunctions>,
 }
 
 /// Makes sure `schema` holds the mapping's table, columns and indexes, plus the bookkeeping and
@@ -50,6 +53,16 @@ pub async fn ensure_schema(
     describe: &ObjectDescribe,
 ) -> Result<SchemaChanges, MigrateError> {
     let resolved = resolve(mapping, describe).map_err(MigrateError::Mapping)?;
+    ensure_resolved(client, schema, resolved).await
+}
+
+/// [`ensure_schema`] for a mapping already resolved against its describe (a table that vanished
+/// while its mapping runs is made again from what the mapping resolved to at launch).
+pub async fn ensure_resolved(
+    client: &mut Client,
+    schema: &Ident,
+    resolved: ResolvedMapping,
+) -> Result<SchemaChanges, MigrateError> {
     let tx = client.transaction().await?;
     // One lock per schema: the shared tables (bookkeeping, trigger log) are created here too.
     tx.execute(
@@ -57,7 +70,18 @@ pub async fn ensure_schema(
         &[&schema.as_str()],
     )
     .await?;
-    tx.batch_execute(&ddl::create_schema(schema)).await?;
+    // Only when missing: CREATE SCHEMA needs CREATE on the database even with IF NOT EXISTS, which
+    // a role that merely owns its schema does not have.
+    let schema_exists = tx
+        .query_opt(
+            "SELECT 1 FROM pg_namespace WHERE nspname = $1",
+            &[&schema.as_str()],
+        )
+        .await?
+        .is_some();
+    if !schema_exists {
+        tx.batch_execute(&ddl::create_schema(schema)).await?;
+    }
     for sql in state::create_tables(schema)
         .into_iter()
         .chain(ddl::trigger_log_tables(schema))
@@ -101,7 +125,21 @@ pub async fn ensure_schema(
     }
 
     let mut created_indexes = Vec::new();
-    for index in ddl::indexes(&resolved) {
+    // A fresh-table load builds the indexes once, at its end (`fresh_load`): while one is
+    // unfinished (its table has no sfid index yet), building them here would index a partial
+    // load, and fail on a record it holds twice.
+    let fresh_load_unfinished = !created_table
+        && tx
+            .query_one(
+                &fresh_load_unfinished_sql(schema, &resolved),
+                &[&resolved.object_name],
+            )
+            .await?
+            .get::<_, bool>(0);
+    for index in ddl::indexes(&resolved)
+        .into_iter()
+        .filter(|_| !fresh_load_unfinished)
+    {
         let exists = tx
             .query_opt(
                 "SELECT 1 FROM pg_indexes WHERE schemaname = $1 AND indexname = $2",
@@ -118,6 +156,15 @@ pub async fn ensure_schema(
     // Every run, not only on creation: the trigger functions list the mapped columns and the
     // access, which a mapping edit changes.
     writeback::install_triggers(&tx, schema, &resolved).await?;
+    let resend_functions = if resolved.access == Access::ReadWrite {
+        let r = writeback::install_resend_functions(&tx, schema).await?;
+        if let Some(w) = r.warning(schema) {
+            tracing::warn!("{w}");
+        }
+        Some(r)
+    } else {
+        None
+    };
     tx.commit().await?;
     Ok(SchemaChanges {
         mapping: resolved,
@@ -125,6 +172,7 @@ pub async fn ensure_schema(
         added_fields,
         created_indexes,
         type_mismatches,
+        resend_functions,
     })
 }
 
@@ -141,4 +189,21 @@ async fn existing_columns(
         )
         .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// One row: whether the mapping's table lacks its unique sfid index while an initial load of its
+/// object is unfinished. `$1`: the object name.
+fn fresh_load_unfinished_sql(schema: &Ident, mapping: &crate::mapping::ResolvedMapping) -> String {
+    let sfid_index = ddl::indexes(mapping)
+        .into_iter()
+        .next()
+        .map(|i| i.name.as_str().to_owned())
+        .unwrap_or_default();
+    format!(
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_indexes WHERE schemaname = '{}' AND indexname = '{}') \
+         AND EXISTS (SELECT 1 FROM {} WHERE object_name = $1 AND NOT initial_load_done)",
+        schema.as_str().replace('\'', "''"),
+        sfid_index.replace('\'', "''"),
+        state::table(schema, state::MAPPING_STATE_TABLE)
+    )
 }

@@ -364,3 +364,41 @@ async fn claim_waits_for_an_inflight_commit() {
     assert!(claim.await.unwrap());
     assert!(state::fence(&a, &key, 1).await.is_err());
 }
+
+/// A constraint error says what the server said, not "db error".
+#[tokio::test]
+async fn postgres_errors_carry_sqlstate_message_detail_table_and_constraint() {
+    let db = TestDb::create().await;
+    let client = connect(&db.url).await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, name text NOT NULL);
+             INSERT INTO t VALUES (1, 'a');",
+        )
+        .await
+        .unwrap();
+    let dup = client
+        .execute("INSERT INTO t VALUES (1, 'b')", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        driftless_core::pgerror::describe(&dup),
+        "23505: duplicate key value violates unique constraint \"t_pkey\" \
+         (detail: Key (id)=(1) already exists.; table public.t; constraint t_pkey)"
+    );
+    let null = client
+        .execute("INSERT INTO t VALUES (2, NULL)", &[])
+        .await
+        .unwrap_err();
+    let text = driftless_core::pgerror::describe(&null);
+    assert!(
+        text.starts_with("23502: null value in column \"name\""),
+        "{text}"
+    );
+    assert!(text.contains("table public.t; column name"), "{text}");
+    let state = driftless_core::state::StateError::from(dup);
+    assert!(
+        state.to_string().contains("23505: duplicate key"),
+        "{state}"
+    );
+}

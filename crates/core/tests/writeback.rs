@@ -12,7 +12,7 @@ use driftless_core::dml;
 use driftless_core::ident::Ident;
 use driftless_core::mapping::{MappingFile, ResolvedMapping};
 use driftless_core::migrate::ensure_schema;
-use driftless_core::writeback::{self, Action, Failure, Retry, Sent};
+use driftless_core::writeback::{self, Action, Failure, Retry, Sent, WriteMode};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
@@ -418,7 +418,7 @@ async fn engine_writes_are_not_captured_and_read_only_is_readonly() {
 }
 
 #[tokio::test]
-async fn claims_go_in_order_per_record_and_skip_locked_entries() {
+async fn ordered_claims_replay_the_log_in_order() {
     let db = TestDb::create().await;
     let (mut client, m) = setup(&db, "read_write").await;
     let s = schema();
@@ -430,14 +430,16 @@ async fn claims_go_in_order_per_record_and_skip_locked_entries() {
         )
         .await
         .unwrap(); // entry 2, waits behind 1
-    let r2 = insert(&client, Some("X2"), "B").await; // entry 3
+    let r2 = insert(&client, Some("X2"), "B").await; // entry 3, waits behind 2 (log order)
 
-    let first = writeback::claim_pending(&client, &s, &m, 10).await.unwrap();
+    let first = writeback::claim(&client, &s, &m, WriteMode::Ordered, 10)
+        .await
+        .unwrap();
     let got: Vec<_> = first
         .iter()
         .map(|e| (e.id, e.action, e.record_id))
         .collect();
-    assert_eq!(got, vec![(1, Action::Insert, r1), (3, Action::Insert, r2)]);
+    assert_eq!(got, vec![(1, Action::Insert, r1)]);
     assert_eq!(first[0].upsert_value.as_deref(), Some("X1"));
     assert_eq!(first[0].attempts, 1);
     assert_eq!(first[0].sfid, None);
@@ -450,7 +452,7 @@ async fn claims_go_in_order_per_record_and_skip_locked_entries() {
         ]
     );
     assert!(
-        writeback::claim_pending(&client, &s, &m, 10)
+        writeback::claim(&client, &s, &m, WriteMode::Ordered, 10)
             .await
             .unwrap()
             .is_empty(),
@@ -478,8 +480,13 @@ async fn claims_go_in_order_per_record_and_skip_locked_entries() {
         Some("PENDING"),
         "entry 2 is still waiting"
     );
-    let next = writeback::claim_pending(&client, &s, &m, 10).await.unwrap();
-    assert_eq!(next.len(), 1);
+    let next = writeback::claim(&client, &s, &m, WriteMode::Ordered, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        next.iter().map(|e| (e.id, e.record_id)).collect::<Vec<_>>(),
+        vec![(2, r1), (3, r2)]
+    );
     assert_eq!((next[0].id, next[0].action), (2, Action::Update));
     assert_eq!(next[0].sfid.as_deref(), Some(S1));
     assert_eq!(next[0].values.len(), 1);
@@ -521,7 +528,9 @@ async fn claims_go_in_order_per_record_and_skip_locked_entries() {
             .unwrap(),
         1
     );
-    let again = writeback::claim_pending(&client, &s, &m, 10).await.unwrap();
+    let again = writeback::claim(&client, &s, &m, WriteMode::Ordered, 10)
+        .await
+        .unwrap();
     assert_eq!((again[0].id, again[0].attempts), (3, 2));
 
     // Transient failure: back to NEW, not before the delay.
@@ -538,7 +547,7 @@ async fn claims_go_in_order_per_record_and_skip_locked_entries() {
     .await
     .unwrap();
     assert_eq!(log(&client).await[2].state, "NEW");
-    assert!(writeback::claim_pending(&client, &s, &m, 10)
+    assert!(writeback::claim(&client, &s, &m, WriteMode::Ordered, 10)
         .await
         .unwrap()
         .is_empty());
@@ -549,7 +558,9 @@ async fn claims_go_in_order_per_record_and_skip_locked_entries() {
         )
         .await
         .unwrap();
-    let again = writeback::claim_pending(&client, &s, &m, 10).await.unwrap();
+    let again = writeback::claim(&client, &s, &m, WriteMode::Ordered, 10)
+        .await
+        .unwrap();
     assert_eq!((again[0].id, again[0].attempts), (3, 3));
 }
 
@@ -976,4 +987,140 @@ async fn an_application_role_without_trigger_log_grants_is_captured() {
         .await
         .is_err());
     drop(app);
+}
+
+#[tokio::test]
+async fn claims_go_in_order_per_record_and_skip_locked_entries() {
+    let db = TestDb::create().await;
+    let (mut client, m) = setup(&db, "read_write").await;
+    let s = schema();
+    let r1 = insert(&client, Some("X1"), "A").await; // entry 1
+    client
+        .execute(
+            "UPDATE salesforce.account SET name = 'A2' WHERE id = $1",
+            &[&r1],
+        )
+        .await
+        .unwrap(); // entry 2, waits behind 1
+    let r2 = insert(&client, Some("X2"), "B").await; // entry 3
+
+    let first = writeback::claim_pending(&client, &s, &m, 10).await.unwrap();
+    let got: Vec<_> = first
+        .iter()
+        .map(|e| (e.id, e.action, e.record_id))
+        .collect();
+    assert_eq!(got, vec![(1, Action::Insert, r1), (3, Action::Insert, r2)]);
+    assert_eq!(first[0].upsert_value.as_deref(), Some("X1"));
+    assert_eq!(first[0].attempts, 1);
+    assert_eq!(first[0].sfid, None);
+    assert_eq!(
+        first[0].sf_values(&m),
+        vec![
+            ("External_Id__c", Some("X1")),
+            ("Industry", None),
+            ("Name", Some("A"))
+        ]
+    );
+    assert!(
+        writeback::claim_pending(&client, &s, &m, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "in flight entries and the ones behind them are not handed out again"
+    );
+
+    // The insert succeeds: the sfid lands on the row and on entry 2, without a new entry.
+    let n = writeback::mark_success(
+        &mut client,
+        &s,
+        &m,
+        &[Sent {
+            log_id: 1,
+            sfid: Some(S1.into()),
+        }],
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(log(&client).await.len(), 3);
+    let (sfid, lastop, ..) = row(&client, r1).await.unwrap();
+    assert_eq!(sfid.as_deref(), Some(S1));
+    assert_eq!(
+        lastop.as_deref(),
+        Some("PENDING"),
+        "entry 2 is still waiting"
+    );
+    let next = writeback::claim_pending(&client, &s, &m, 10).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!((next[0].id, next[0].action), (2, Action::Update));
+    assert_eq!(next[0].sfid.as_deref(), Some(S1));
+    assert_eq!(next[0].values.len(), 1);
+    writeback::mark_success(
+        &mut client,
+        &s,
+        &m,
+        &[Sent {
+            log_id: 2,
+            sfid: None,
+        }],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        row(&client, r1).await.unwrap().1.as_deref(),
+        Some("UPDATED")
+    );
+    assert_eq!(
+        writeback::mark_success(
+            &mut client,
+            &s,
+            &m,
+            &[Sent {
+                log_id: 2,
+                sfid: None
+            }]
+        )
+        .await
+        .unwrap(),
+        0,
+        "a settled entry is not settled twice"
+    );
+
+    // Crash recovery: the in-flight insert of r2 goes back to NEW and is claimed again.
+    assert_eq!(
+        writeback::recover_in_flight(&client, &s, &m.table)
+            .await
+            .unwrap(),
+        1
+    );
+    let again = writeback::claim_pending(&client, &s, &m, 10).await.unwrap();
+    assert_eq!((again[0].id, again[0].attempts), (3, 2));
+
+    // Transient failure: back to NEW, not before the delay.
+    writeback::retry_later(
+        &client,
+        &s,
+        &m,
+        &[Retry {
+            log_id: 3,
+            delay: Duration::from_secs(3600),
+            message: "503".into(),
+        }],
+    )
+    .await
+    .unwrap();
+    assert_eq!(log(&client).await[2].state, "NEW");
+    assert!(writeback::claim_pending(&client, &s, &m, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    client
+        .execute(
+            "UPDATE salesforce._driftless_writeback SET not_before = now() WHERE log_id = 3",
+            &[],
+        )
+        .await
+        .unwrap();
+    let again = writeback::claim_pending(&client, &s, &m, 10).await.unwrap();
+    assert_eq!((again[0].id, again[0].attempts), (3, 3));
 }

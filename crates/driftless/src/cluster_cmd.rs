@@ -26,7 +26,7 @@ pub struct CoordinatorArgs {
 
 #[derive(Args, Debug)]
 pub struct WorkerArgs {
-    /// The coordinator's URL, e.g. http://127.0.0.1:7400
+    /// The coordinator's URL, e.g. http://127.0.0.1:7400 (https:// when it has tls_cert)
     #[arg(long)]
     coordinator: String,
     /// This worker's name, unique in the cluster [default: the host name]
@@ -41,6 +41,9 @@ pub struct WorkerArgs {
     /// Where the connection settings shipped by the coordinator are kept (owner-only)
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// A CA certificate (PEM) to trust for an https:// coordinator, besides the system roots
+    #[arg(long, env = "DRIFTLESS_CA_CERT")]
+    ca_cert: Option<PathBuf>,
 }
 
 fn cluster_error(e: ClusterError) -> anyhow::Error {
@@ -110,15 +113,17 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         capacity: args.capacity,
         dir: dir.clone(),
         run: driftless_node::RunOptions::default(),
+        ca_cert: args.ca_cert,
     };
     let result = actix_rt::System::new().block_on(async move {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stop = driftless_node::shutdown::Shutdown::new();
+        let signal = stop.signal();
         actix_rt::spawn(async move {
             crate::sim_cmd::shutdown_signal().await;
             tracing::info!("stopping");
-            let _ = stop_tx.send(true);
+            stop.trigger();
         });
-        worker::run(options, stop_rx).await.map_err(cluster_error)
+        worker::run(options, signal).await.map_err(cluster_error)
     });
     // The shipped settings hold secrets: leave nothing behind.
     let _ = std::fs::remove_dir_all(&dir);

@@ -17,7 +17,8 @@ use client::Coordinator;
 #[derive(Args, Debug)]
 #[command(after_help = "Every command needs the admin token: --token or DRIFTLESS_ADMIN_TOKEN.")]
 pub struct CtlArgs {
-    /// The coordinator's admin address: its [coordinator].listen, with or without http://
+    /// The coordinator's admin address: its [coordinator].listen, with or without http:// (https://
+    /// when it has tls_cert; without a scheme, --ca-cert means https)
     #[arg(long, global = true, default_value = "http://127.0.0.1:7400")]
     coordinator: String,
     /// The admin token ([coordinator].admin_token)
@@ -31,6 +32,9 @@ pub struct CtlArgs {
     /// Print one JSON document instead of tables
     #[arg(long, global = true)]
     json: bool,
+    /// A CA certificate (PEM) to trust for an https:// coordinator, besides the system roots
+    #[arg(long, global = true, env = "DRIFTLESS_CA_CERT")]
+    ca_cert: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: CtlCommand,
 }
@@ -119,7 +123,8 @@ pub fn run(args: CtlArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let coordinator = Coordinator::new(&args.coordinator, token);
+    let coordinator =
+        Coordinator::new(&args.coordinator, token, args.ca_cert.as_deref()).map_err(UsageError)?;
     let out = rt.block_on(execute(&coordinator, args.command, import, args.json))?;
     print!("{out}");
     Ok(())

@@ -8,7 +8,8 @@ use crate::UsageError;
 /// `driftless demo --help`.
 pub const LONG_ABOUT: &str = "Starts a simulated Salesforce org with a workload that includes long-running \
 transactions, creates a database of its own in the Postgres at DATABASE_URL (or, when nothing answers \
-there and initdb/pg_ctl are on PATH, in a throwaway cluster in a temporary directory), loads every \
+there and initdb/pg_ctl are on PATH or where Debian and RHEL install them, /usr/lib/postgresql/*/bin and \
+/usr/pgsql-*/bin, or in DRIFTLESS_PG_BINDIRS, in a throwaway cluster in a temporary directory), loads every \
 record with progress bars, syncs changes while the workload runs, waits for one more secondary poll \
 cycle, and ends with a report and a record-by-record verify. Exits 0 only when verify finds 0 \
 differences. Ctrl-C stops everything and drops the database.\n\n\

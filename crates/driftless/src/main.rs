@@ -1,6 +1,7 @@
 //! The `driftless` binary: argument parsing and process roles. Each role lives in its crate;
 //! this file only wires the command line to them.
 
+mod cert_cmd;
 mod cluster_cmd;
 mod ctl_cmd;
 mod demo;
@@ -38,6 +39,8 @@ enum Command {
     Worker(cluster_cmd::WorkerArgs),
     /// Send admin messages to the coordinator
     Ctl(ctl_cmd::CtlArgs),
+    /// Make a CA and a server certificate for the coordinator's HTTPS listener
+    Cert(cert_cmd::CertArgs),
     /// The first run: a simulated org, Postgres, sync with progress bars, and a drift report
     #[command(long_about = demo_cmd::LONG_ABOUT)]
     Demo(demo_cmd::DemoArgs),
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Coordinator(args) => cluster_cmd::run_coordinator(args),
         Command::Worker(args) => cluster_cmd::run_worker(args),
         Command::Ctl(args) => ctl_cmd::run(args),
+        Command::Cert(args) => cert_cmd::run(args),
         Command::Demo(args) => demo_cmd::run(args),
     };
     match result {

@@ -34,7 +34,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 /// Configuration problems exit with 2, everything else with 1 (SPEC.md §1).
 pub fn node_error(e: NodeError) -> anyhow::Error {
     match e {
-        NodeError::Config(message) => UsageError(message).into(),
+        NodeError::Config { message, .. } => UsageError(message).into(),
         other => other.into(),
     }
 }

@@ -41,6 +41,16 @@ pub struct SimArgs {
     /// another name than --listen (e.g. `http://sim:8443` in a container network)
     #[arg(long)]
     public_url: Option<String>,
+    /// Address of the Pub/Sub API (gRPC, always TLS); port 0 picks a free port
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pubsub_listen: String,
+    /// How long change events are retained for replay
+    #[arg(long, default_value_t = sfsim::cdc::DEFAULT_RETENTION_SECS)]
+    cdc_retention_secs: u64,
+    /// Describe JSON of objects to add (the body of `GET .../sobjects/OBJECT/describe`, or
+    /// `{"sobjects":[...]}` of several); repeatable
+    #[arg(long = "objects")]
+    objects: Vec<PathBuf>,
 }
 
 pub fn run(args: SimArgs) -> anyhow::Result<()> {
@@ -59,11 +69,16 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         bulk_rows_per_sec: args.bulk_rows_per_sec,
         cert_dir: None,
         public_url: args.public_url,
+        pubsub_listen: args.pubsub_listen,
+        cdc_retention_secs: args.cdc_retention_secs,
+        objects: args.objects,
+        ..Default::default()
     };
+    let schema = sfsim::schema::Schema::with_object_files(&config.objects).map_err(UsageError)?;
     if let Some(object) = config
         .dataset
         .iter()
-        .find(|(o, _)| sfsim::schema::Schema::standard().object(o).is_none())
+        .find(|(o, _)| schema.object(o).is_none())
     {
         return Err(UsageError(format!("--dataset: unknown object '{}'", object.0)).into());
     }
@@ -72,7 +87,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         let sim = sfsim::start(config).await?;
-        let line = serde_json::to_string(&sim.info)?;
+        let line = serde_json::to_string(&sim.ready_line())?;
         let mut out = std::io::stdout().lock();
         writeln!(out, "{line}")?;
         out.flush()?;

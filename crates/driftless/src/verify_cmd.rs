@@ -24,7 +24,19 @@ pub struct VerifyArgs {
     /// Differences listed by Id per mapping; all are counted
     #[arg(long, default_value_t = 20)]
     show: i64,
+    /// Next to a running sync, changes still in flight show as differences: compare again
+    /// every 5 s for up to SECS until none are left, and report the last comparison
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 0,
+        conflicts_with = "repair"
+    )]
+    wait: u64,
 }
+
+/// How long `--wait` pauses between comparisons.
+const RECHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The differences left, as an error so the process exits 1.
 #[derive(Debug, thiserror::Error)]
@@ -41,10 +53,22 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         max_listed: args.show.max(0),
         batch_rows: 50_000,
     };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.wait);
     actix_rt::System::new().block_on(async move {
-        let reports = verify(&config, &opts)
-            .await
-            .map_err(crate::run_cmd::node_error)?;
+        let reports = loop {
+            let reports = verify(&config, &opts)
+                .await
+                .map_err(crate::run_cmd::node_error)?;
+            let found: i64 = reports.iter().map(|r| r.differences()).sum();
+            if found == 0 || std::time::Instant::now() + RECHECK_EVERY > deadline {
+                break reports;
+            }
+            eprintln!(
+                "{found} difference(s), comparing again in {} s (--wait)",
+                RECHECK_EVERY.as_secs()
+            );
+            tokio::time::sleep(RECHECK_EVERY).await;
+        };
         let mut remaining = 0;
         for r in &reports {
             let found = r.differences();
@@ -67,6 +91,9 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
                 println!("  {kind:<22} {sfid}");
             }
             if opts.repair {
+                if let Some(e) = &r.repair_error {
+                    println!("  repair wrote nothing: Postgres rejects a record: {e}");
+                }
                 println!(
                     "  repaired {} record(s), {} difference(s) left",
                     r.repaired, r.remaining

@@ -2,8 +2,7 @@
 //! and finds every mapping with its state and drift count, as the admin status document has them.
 //! Needs `/usr/bin/chromium` (`apt-get install -y chromium`); `CHROMIUM` names another binary.
 
-#[path = "../../node/tests/common/mod.rs"]
-mod common;
+use driftless_testkit as common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -28,46 +27,17 @@ fn free_port() -> u16 {
 }
 
 fn write_files(db: &TestDb, sim: &sfsim::SimInfo, port: u16) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "driftless-browser-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("mappings.json"), DEFAULT_MAPPINGS).unwrap();
-    let toml = format!(
-        r#"[coordinator]
-listen = "127.0.0.1:{port}"
-admin_token = "{TOKEN}"
-
-[[connection]]
-name = "acme"
-database_url = "{db}"
-db_pool_size = 3
-mappings = "mappings.json"
-
-[connection.salesforce]
-login_url = "{login}"
-auth = "password"
-username = "{user}"
-password = "${{SF_PASSWORD}}"
-client_id = "{cid}"
-client_secret = "{secret}"
-
-[connection.sync]
-poll_interval_secs = 1
-secondary_delay_secs = 3
-poll_margin_secs = 1
-use_latest_date_covered = false
-"#,
-        db = db.url,
-        login = sim.login_url,
-        user = sim.username,
-        cid = sim.client_id,
-        secret = sim.client_secret,
-    );
-    let path = dir.join("driftless.toml");
-    std::fs::write(&path, toml).unwrap();
-    path
+    ConfigBuilder::new()
+        .listen_port(port)
+        .pool(3)
+        .sync("poll_interval_secs", 1)
+        .sync("secondary_delay_secs", 3)
+        .sync("use_latest_date_covered", false)
+        .without("secondary_concurrency")
+        .without("bulk_threshold")
+        .without("secondary_enabled")
+        .write(db, sim, DEFAULT_MAPPINGS)
+        .path
 }
 
 fn start_engine(config: &Path, sim: &sfsim::SimInfo) -> Child {

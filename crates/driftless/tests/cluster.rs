@@ -2,8 +2,7 @@
 //! simulator in-process, one Postgres database holding the state schema and one schema per
 //! connection. Tests run one at a time (a cluster of four processes per test on two cores).
 
-#[path = "../../node/tests/common/mod.rs"]
-mod common;
+use driftless_testkit as common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -28,6 +27,8 @@ struct Cluster {
     db: TestDb,
     coordinators: Vec<Child>,
     workers: BTreeMap<String, Child>,
+    /// The CA that signed the coordinator's certificate, when it serves HTTPS.
+    ca_cert: Option<PathBuf>,
 }
 
 fn free_port() -> u16 {
@@ -38,7 +39,14 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn write_files(dir: &Path, db: &TestDb, sim: &sfsim::SimInfo, port: u16, conns: usize) -> PathBuf {
+fn write_files(
+    dir: &Path,
+    db: &TestDb,
+    sim: &sfsim::SimInfo,
+    port: u16,
+    conns: usize,
+    tls: &str,
+) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let fields = |extra: &str| {
         format!(
@@ -62,7 +70,7 @@ fn write_files(dir: &Path, db: &TestDb, sim: &sfsim::SimInfo, port: u16, conns: 
 listen = "127.0.0.1:{port}"
 admin_token = "{TOKEN}"
 state_database_url = "{db}"
-"#,
+{tls}"#,
         db = db.url
     );
     for i in 1..=conns {
@@ -75,14 +83,7 @@ schema = "c{i}"
 db_pool_size = 2
 mappings = "mappings.json"
 
-[connection.salesforce]
-login_url = "{login}"
-auth = "password"
-username = "{user}"
-password = "${{SF_PASSWORD}}"
-client_id = "{cid}"
-client_secret = "{secret}"
-
+{salesforce}
 [connection.sync]
 poll_interval_secs = 1
 secondary_delay_secs = 3
@@ -91,10 +92,7 @@ poll_margin_secs = 1
 use_latest_date_covered = false
 "#,
             db = db.url,
-            login = sim.login_url,
-            user = sim.username,
-            cid = sim.client_id,
-            secret = sim.client_secret,
+            salesforce = sim.salesforce_toml(&sim.client_secret),
         ));
     }
     let path = dir.join("driftless.toml");
@@ -104,6 +102,12 @@ use_latest_date_covered = false
 
 impl Cluster {
     async fn start(conns: usize) -> Cluster {
+        Cluster::start_with(conns, false).await
+    }
+
+    /// With `tls`, the coordinator serves HTTPS with a certificate of a CA made for the test, and
+    /// workers, ctl and the test trust that CA.
+    async fn start_with(conns: usize, tls: bool) -> Cluster {
         let db = TestDb::create().await;
         let sim = SimThread::start(sfsim::SimConfig {
             dataset: vec![
@@ -119,7 +123,23 @@ impl Cluster {
             uuid::Uuid::new_v4().simple()
         ));
         let port = free_port();
-        let config = write_files(&dir, &db, &sim.info, port, conns);
+        let (tls_lines, ca_cert) = if tls {
+            // As an operator without a CA of their own would: `driftless cert`.
+            let certs = dir.join("certs");
+            let made = Command::new(BIN)
+                .args(["cert", "--out"])
+                .arg(&certs)
+                .status()
+                .expect("driftless cert");
+            assert!(made.success(), "driftless cert");
+            (
+                "tls_cert = \"certs/cert.pem\"\ntls_key = \"certs/key.pem\"\n",
+                Some(certs.join("ca.pem")),
+            )
+        } else {
+            ("", None)
+        };
+        let config = write_files(&dir, &db, &sim.info, port, conns, tls_lines);
         Cluster {
             dir,
             config,
@@ -128,6 +148,7 @@ impl Cluster {
             db,
             coordinators: Vec::new(),
             workers: BTreeMap::new(),
+            ca_cert,
         }
     }
 
@@ -160,17 +181,32 @@ impl Cluster {
     }
 
     fn start_worker(&mut self, name: &str) {
-        let child = self
-            .command(&format!("worker-{name}.log"))
-            .args(["worker", "--name", name, "--token", TOKEN])
-            .args(["--coordinator", &self.url()])
-            .spawn()
-            .expect("driftless worker");
+        let mut cmd = self.command(&format!("worker-{name}.log"));
+        cmd.args(["worker", "--name", name, "--token", TOKEN])
+            .args(["--coordinator", &self.url()]);
+        if let Some(ca) = &self.ca_cert {
+            cmd.arg("--ca-cert").arg(ca);
+        }
+        let child = cmd.spawn().expect("driftless worker");
         self.workers.insert(name.to_owned(), child);
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.ca_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    fn http(&self) -> reqwest::Client {
+        let mut b = reqwest::Client::builder();
+        if let Some(ca) = &self.ca_cert {
+            let pem = std::fs::read(ca).unwrap();
+            b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
+        }
+        b.build().unwrap()
     }
 
     fn log(&self, name: &str) -> String {
@@ -178,7 +214,8 @@ impl Cluster {
     }
 
     async fn status(&self) -> Option<StatusDoc> {
-        let resp = reqwest::Client::new()
+        let resp = self
+            .http()
             .get(format!("{}/api/v1/status", self.url()))
             .bearer_auth(TOKEN)
             .timeout(Duration::from_secs(5))
@@ -551,11 +588,12 @@ async fn a_restarted_coordinator_moves_nothing_and_a_standby_takes_over() {
 }
 
 fn ctl(cluster: &Cluster, token: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN)
-        .args(["ctl", "--coordinator", &cluster.url(), "--token", token])
-        .args(args)
-        .output()
-        .expect("driftless ctl");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["ctl", "--coordinator", &cluster.url(), "--token", token]);
+    if let Some(ca) = &cluster.ca_cert {
+        cmd.arg("--ca-cert").arg(ca);
+    }
+    let out = cmd.args(args).output().expect("driftless ctl");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -748,6 +786,76 @@ async fn ctl_steers_the_cluster_and_a_wrong_token_changes_nothing() {
     assert!(ok, "{err}");
     let exported: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(exported["mappings"].as_array().unwrap().len(), 3);
+    let verify = cluster.verify();
+    assert!(verify.success(), "verify: {}", cluster.log("verify.log"));
+}
+
+#[actix_rt::test]
+async fn a_cluster_over_tls_syncs_fails_over_and_refuses_plain_http() {
+    let _serial = SERIAL.lock().await;
+    let mut cluster = Cluster::start_with(1, true).await;
+    cluster.start_coordinator();
+    cluster.start_worker("w1");
+    cluster.start_worker("w2");
+    let t0 = Utc::now();
+    wait_until(
+        "3 mappings loaded over TLS",
+        Duration::from_secs(120),
+        || cluster.all_synced_after(t0 - chrono::Duration::days(1), 3),
+    )
+    .await;
+    // ctl over HTTPS with the CA; without it the certificate is not trusted and nothing is sent.
+    let (ok, out, err) = ctl(&cluster, TOKEN, &["--json", "status"]);
+    assert!(ok, "ctl status over TLS: {err}");
+    assert!(out.contains("\"mappings\""), "{out}");
+    let untrusted = Command::new(BIN)
+        .args([
+            "ctl",
+            "--coordinator",
+            &cluster.url(),
+            "--token",
+            TOKEN,
+            "status",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !untrusted.status.success(),
+        "a certificate nobody trusts was accepted"
+    );
+    // Plain HTTP gets no answer from the TLS listener.
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}/api/v1/status", cluster.port))
+        .bearer_auth(TOKEN)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(
+        plain.map(|r| !r.status().is_success()).unwrap_or(true),
+        "plain HTTP answered"
+    );
+
+    // kill -9 the worker that runs the connection: it moves to the other one, over TLS.
+    let doc = cluster.status().await.unwrap();
+    let victim = doc.mappings[0].worker.clone();
+    cluster.workload().await;
+    cluster.kill_9_worker(&victim);
+    wait_until(
+        "the connection running on the other worker",
+        Duration::from_secs(LEASE_SECS + 30),
+        || async {
+            let Some(doc) = cluster.status().await else {
+                return false;
+            };
+            doc.mappings.len() == 3
+                && doc
+                    .mappings
+                    .iter()
+                    .all(|m| !m.worker.is_empty() && m.worker != victim && m.state != "ASSIGNED")
+        },
+    )
+    .await;
+    cluster.settle(3).await;
     let verify = cluster.verify();
     assert!(verify.success(), "verify: {}", cluster.log("verify.log"));
 }

@@ -3,11 +3,10 @@
 //! and the windows bookkeeping shows primary windows contiguous and non-overlapping, each window
 //! committed once (its start is unique), so no committed window was read again by a primary poll.
 
-#[path = "../../node/tests/common/mod.rs"]
-mod common;
+use driftless_testkit as common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -17,72 +16,31 @@ const ACCOUNTS: u64 = 30_000;
 const BIN: &str = env!("CARGO_BIN_EXE_driftless");
 
 fn write_files(db: &TestDb, sim: &sfsim::SimInfo) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("driftless-crash-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("mappings.json"),
-        r#"{"mappings":[
+    // Windows close up to now - margin rather than at getUpdated's minute-truncated
+    // latestDateCovered, so sync catches up within seconds of the workload stopping; the workload
+    // has no long transactions and secondary polls are on besides.
+    ConfigBuilder::new()
+        .pool(3)
+        .sync("poll_interval_secs", 1)
+        .sync("secondary_delay_secs", 3)
+        .sync("secondary_concurrency", 1)
+        .sync("bulk_threshold", 2000)
+        .sync("use_latest_date_covered", false)
+        .write(
+            db,
+            sim,
+            r#"{"mappings":[
       {"object_name":"Account","config":{"access":"read_only","sf_polling_seconds":1,"sf_notify_enabled":false,
         "fields":{"Id":{},"IsDeleted":{},"SystemModstamp":{},"CreatedDate":{},"Name":{},"Type":{},"Industry":{},
                   "AnnualRevenue":{},"NumberOfEmployees":{},"Phone":{},"BillingCity":{},"Description":{}},
         "indexes":{"Id":{"unique":true},"SystemModstamp":{"unique":false}}}}
     ],"version":1}"#,
-    )
-    .unwrap();
-    // Windows close up to now - margin rather than at getUpdated's minute-truncated
-    // latestDateCovered, so sync catches up within seconds of the workload stopping; the workload
-    // has no long transactions and secondary polls are on besides.
-    let toml = format!(
-        r#"[coordinator]
-listen = "127.0.0.1:0"
-admin_token = "{TOKEN}"
-
-[[connection]]
-name = "acme"
-database_url = "{db}"
-db_pool_size = 3
-mappings = "mappings.json"
-
-[connection.salesforce]
-login_url = "{login}"
-auth = "password"
-username = "{user}"
-password = "${{SF_PASSWORD}}"
-client_id = "{cid}"
-client_secret = "{secret}"
-
-[connection.sync]
-poll_interval_secs = 1
-secondary_delay_secs = 3
-secondary_concurrency = 1
-bulk_threshold = 2000
-secondary_enabled = true
-poll_margin_secs = 1
-use_latest_date_covered = false
-"#,
-        db = db.url,
-        login = sim.login_url,
-        user = sim.username,
-        cid = sim.client_id,
-        secret = sim.client_secret,
-    );
-    let path = dir.join("driftless.toml");
-    std::fs::write(&path, toml).unwrap();
-    path
+        )
+        .path
 }
 
 fn driftless(args: &[&str], config: &Path, sim: &sfsim::SimInfo, log: &str) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .arg("--config")
-        .arg(config)
-        .env("SF_PASSWORD", &sim.password)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null());
-    let log = std::fs::File::create(config.with_file_name(log)).unwrap();
-    cmd.stdout(log.try_clone().unwrap()).stderr(log);
-    cmd
+    driftless_testkit::driftless_command(BIN, args, config, sim, log)
 }
 
 fn start_engine(config: &Path, sim: &sfsim::SimInfo, n: u32) -> Child {
@@ -91,11 +49,7 @@ fn start_engine(config: &Path, sim: &sfsim::SimInfo, n: u32) -> Child {
         .expect("driftless run")
 }
 
-/// SIGKILL (std's `Child::kill`), then reap.
-fn kill_9(child: &mut Child) {
-    child.kill().expect("kill -9");
-    child.wait().expect("reaped");
-}
+use driftless_testkit::kill_9;
 
 async fn scalar<T: for<'a> tokio_postgres::types::FromSql<'a>>(
     pg: &tokio_postgres::Client,

@@ -2,8 +2,7 @@
 //! simulator into a fresh Postgres database): JSON in SPEC.md §6's shape, aligned tables, and the
 //! exit codes.
 
-#[path = "../../node/tests/common/mod.rs"]
-mod common;
+use driftless_testkit as common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

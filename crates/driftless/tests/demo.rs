@@ -135,6 +135,7 @@ async fn no_postgres_and_no_initdb_is_one_clear_line_and_exit_1() {
             format!("postgres://postgres@127.0.0.1:{}/postgres", free_port()),
         )
         .env("PATH", &empty)
+        .env("DRIFTLESS_PG_BINDIRS", &empty)
         .output()
         .expect("driftless demo");
     let stderr = String::from_utf8_lossy(&out.stderr);

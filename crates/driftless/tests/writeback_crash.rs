@@ -1,13 +1,14 @@
 //! kill -9 of the real `driftless run` in the middle of write-back: after a restart every row
 //! written in Postgres exists in Salesforce exactly once (no duplicate from a resend, none lost),
-//! rows written while it was down follow, and `driftless verify` finds no difference.
+//! rows written while it was down follow, and `driftless verify` finds no difference. Once on the
+//! composite path, and once in the middle of a Bulk API 2.0 ingest job, whose results the restart
+//! reads back instead of sending its rows again.
 
-#[path = "../../node/tests/common/mod.rs"]
-mod common;
+use driftless_testkit as common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use common::*;
@@ -18,68 +19,46 @@ const LATE_ROWS: i64 = 500;
 const TABLE: &str = "salesforce.invoice__c";
 
 fn write_files(db: &TestDb, sim: &sfsim::SimInfo) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "driftless-wbcrash-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("mappings.json"),
-        r#"{"mappings":[
-  {"object_name":"Invoice__c","config":{"access":"read_write","sf_polling_seconds":1,"sf_notify_enabled":false,
-    "fields":{"Id":{},"IsDeleted":{},"SystemModstamp":{},"Name":{},"External_Id__c":{},"Amount__c":{},"Notes__c":{}},
-    "indexes":{"Id":{"unique":true},"SystemModstamp":{"unique":false},"External_Id__c":{"unique":true}},
-    "upsert_field":"External_Id__c"}}],"version":1}"#,
-    )
-    .unwrap();
-    let toml = format!(
-        r#"[coordinator]
-listen = "127.0.0.1:0"
-admin_token = "{TOKEN}"
+    // Composite calls only, however long the queue.
+    write_files_with(db, sim, Some("External_Id__c"), Some(1_000_000_000))
+}
 
-[[connection]]
-name = "acme"
-database_url = "{db}"
-db_pool_size = 3
-mappings = "mappings.json"
-
-[connection.salesforce]
-login_url = "{login}"
-auth = "password"
-username = "{user}"
-password = "${{SF_PASSWORD}}"
-client_id = "{cid}"
-client_secret = "{secret}"
-
-[connection.sync]
-poll_interval_secs = 1
-secondary_delay_secs = 3
-poll_margin_secs = 1
-use_latest_date_covered = false
-"#,
-        db = db.url,
-        login = sim.login_url,
-        user = sim.username,
-        cid = sim.client_id,
-        secret = sim.client_secret,
-    );
-    let path = dir.join("driftless.toml");
-    std::fs::write(&path, toml).unwrap();
-    path
+fn write_files_with(
+    db: &TestDb,
+    sim: &sfsim::SimInfo,
+    upsert_field: Option<&str>,
+    bulk_write_threshold: Option<u64>,
+) -> PathBuf {
+    let upsert = upsert_field
+        .map(|f| format!(r#","upsert_field":"{f}""#))
+        .unwrap_or_default();
+    let mut builder = ConfigBuilder::new();
+    if let Some(t) = bulk_write_threshold {
+        builder = builder.sync("bulk_write_threshold", t);
+    }
+    builder
+        .pool(3)
+        .sync("poll_interval_secs", 1)
+        .sync("secondary_delay_secs", 3)
+        .sync("use_latest_date_covered", false)
+        .without("secondary_concurrency")
+        .without("bulk_threshold")
+        .without("secondary_enabled")
+        .write(
+            db,
+            sim,
+            &format!(
+                r#"{{"mappings":[
+  {{"object_name":"Invoice__c","config":{{"access":"read_write","sf_polling_seconds":1,"sf_notify_enabled":false,
+    "fields":{{"Id":{{}},"IsDeleted":{{}},"SystemModstamp":{{}},"Name":{{}},"External_Id__c":{{}},"Amount__c":{{}},"Notes__c":{{}}}},
+    "indexes":{{"Id":{{"unique":true}},"SystemModstamp":{{"unique":false}},"External_Id__c":{{"unique":true}}}}{upsert}}}}}],"version":1}}"#
+            ),
+        )
+        .path
 }
 
 fn driftless(args: &[&str], config: &Path, sim: &sfsim::SimInfo, log: &str) -> Command {
-    let mut cmd = Command::new(BIN);
-    let log = std::fs::File::create(config.with_file_name(log)).unwrap();
-    cmd.args(args)
-        .arg("--config")
-        .arg(config)
-        .env("SF_PASSWORD", &sim.password)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log);
-    cmd
+    driftless_testkit::driftless_command(BIN, args, config, sim, log)
 }
 
 fn start(config: &Path, sim: &sfsim::SimInfo, n: u32) -> Child {
@@ -239,5 +218,179 @@ async fn kill_9_during_write_back_neither_duplicates_nor_loses_a_write() {
     let log = std::fs::read_to_string(config.with_file_name("verify.log")).unwrap();
     assert!(verify.success(), "verify: {log}");
     eprintln!("kill -9 after {synced_at_kill} of {ROWS} rows had their sfid");
+    let _ = std::fs::remove_dir_all(config.parent().unwrap());
+}
+
+/// Calls the simulator counted on routes starting with `prefix` (`GET jobs/ingest/`...).
+async fn calls_on(sim: &sfsim::SimInfo, prefix: &str) -> u64 {
+    let stats: serde_json::Value = reqwest::get(format!("{}/_sim/stats", sim.instance_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    stats["api_calls"]["by_route"]
+        .as_object()
+        .map(|r| {
+            r.iter()
+                .filter(|(k, _)| k.starts_with(prefix) && !k.contains("Results"))
+                .filter_map(|(_, v)| v.as_u64())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[actix_rt::test]
+async fn kill_9_during_a_bulk_write_job_reads_its_results_after_the_restart() {
+    const BULK_ROWS: i64 = 20_000;
+    let db = TestDb::create().await;
+    let sim = SimThread::start(sfsim::SimConfig {
+        dataset: vec![("Account".into(), 10)],
+        ..Default::default()
+    })
+    .await;
+    let config = write_files_with(&db, &sim.info, Some("External_Id__c"), Some(100));
+    let pg = db.client().await;
+    let mut engine = start(&config, &sim.info, 1);
+    wait_until("the mapping's table", Duration::from_secs(60), || async {
+        count(
+            &pg,
+            "SELECT count(*) FROM salesforce._driftless_mapping_state WHERE initial_load_done",
+        )
+        .await
+            == 1
+    })
+    .await;
+    sim_post(
+        &sim.info,
+        "/_sim/faults",
+        serde_json::json!({"latency_ms": [200, 200]}),
+    )
+    .await;
+    let polls_before = calls_on(&sim.info, "GET jobs/ingest/").await;
+    pg.batch_execute(&format!(
+        "INSERT INTO {TABLE} (name, external_id__c, amount__c)
+         SELECT 'INV-' || g, 'ext-' || g, g FROM generate_series(1, {BULK_ROWS}) g"
+    ))
+    .await
+    .unwrap();
+    // The job is closed (the writer polls it) and its results are not read yet.
+    wait_until("the bulk job running", Duration::from_secs(120), || async {
+        calls_on(&sim.info, "GET jobs/ingest/").await > polls_before
+    })
+    .await;
+    engine.kill().expect("kill -9");
+    engine.wait().unwrap();
+    let jobs_at_kill = count(
+        &pg,
+        "SELECT count(*) FROM salesforce._driftless_writeback_job",
+    )
+    .await;
+    let synced_at_kill = count(
+        &pg,
+        &format!("SELECT count(*) FROM {TABLE} WHERE sfid IS NOT NULL"),
+    )
+    .await;
+    assert_eq!(
+        jobs_at_kill, 1,
+        "the kill landed while the job was recorded"
+    );
+    assert_eq!(
+        synced_at_kill, 0,
+        "the job's outcomes were not recorded yet"
+    );
+
+    pg.batch_execute(&format!(
+        "INSERT INTO {TABLE} (name, external_id__c, amount__c)
+         SELECT 'INV-' || g, 'ext-' || g, g FROM generate_series({}, {}) g",
+        BULK_ROWS + 1,
+        BULK_ROWS + LATE_ROWS
+    ))
+    .await
+    .unwrap();
+    sim_delete(&sim.info, "/_sim/faults").await;
+
+    let mut engine = start(&config, &sim.info, 2);
+    wait_until("the queue drained", Duration::from_secs(180), || async {
+        count(
+            &pg,
+            "SELECT count(*) FROM salesforce._trigger_log WHERE state IN ('NEW', 'PENDING')",
+        )
+        .await
+            == 0
+            && count(
+                &pg,
+                &format!("SELECT count(*) FROM {TABLE} WHERE sfid IS NULL"),
+            )
+            .await
+                == 0
+    })
+    .await;
+    let in_sf = invoices_by_external_id(&sim);
+    let total = BULK_ROWS + LATE_ROWS;
+    let duplicates: Vec<_> = in_sf.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(duplicates.is_empty(), "duplicate records: {duplicates:?}");
+    let missing = (1..=total)
+        .filter(|g| !in_sf.contains_key(&format!("ext-{g}")))
+        .count();
+    assert_eq!(missing, 0, "lost writes");
+    assert_eq!(in_sf.len() as i64, total);
+    assert_eq!(
+        count(&pg, &format!("SELECT count(*) FROM {TABLE}")).await,
+        total,
+        "a row twice in Postgres"
+    );
+    assert_eq!(
+        count(
+            &pg,
+            "SELECT count(*) FROM salesforce._trigger_log WHERE state = 'FAILED'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &pg,
+            "SELECT count(*) FROM salesforce._driftless_writeback_job"
+        )
+        .await,
+        0
+    );
+    // Not one of the job's rows was claimed again: the restart settled them from its results.
+    assert_eq!(
+        count(
+            &pg,
+            &format!(
+                "SELECT count(*) FROM salesforce._driftless_writeback w
+                 JOIN salesforce._trigger_log l ON l.id = w.log_id
+                 JOIN {TABLE} t ON t.id = l.record_id
+                 WHERE w.attempts > 1 AND t.amount__c <= {BULK_ROWS}"
+            )
+        )
+        .await,
+        0,
+        "rows of the job were sent again"
+    );
+    assert_eq!(
+        count(
+            &pg,
+            &format!(
+                "SELECT count(*) FROM salesforce._driftless_writeback w
+                 JOIN salesforce._trigger_log l ON l.id = w.log_id
+                 JOIN {TABLE} t ON t.id = l.record_id
+                 WHERE w.attempts = 1 AND t.amount__c <= {BULK_ROWS}"
+            )
+        )
+        .await,
+        BULK_ROWS,
+        "each of the job's rows was claimed once"
+    );
+    let log = std::fs::read_to_string(config.with_file_name("run-2.log")).unwrap();
+    assert!(
+        log.contains("reading the results of a bulk write job started before"),
+        "{log}"
+    );
+    engine.kill().unwrap();
+    engine.wait().unwrap();
     let _ = std::fs::remove_dir_all(config.parent().unwrap());
 }

@@ -1,5 +1,6 @@
 //! Write-back benchmark: N rows inserted in Postgres, then N updates, each timed until Salesforce
-//! has taken them all.
+//! has taken them all; once on the composite path (sObject collections) and once on the Bulk path
+//! (Bulk API 2.0 ingest jobs), each with a fresh simulator and database.
 //!
 //! ```text
 //! cargo run --release -p driftless-node --example bench_writeback -- [--rows N]
@@ -9,11 +10,11 @@
 //! `driftless run` would, read side included (it reads the inserted records back). A fresh
 //! database on 127.0.0.1:5432 is dropped at the end. Inserts are timed from the INSERT's commit
 //! until every row has its sfid back, updates until the trigger log has nothing pending. API calls
-//! are the simulator's count of sObject collection calls (routes `composite/sobjects...`) during each
-//! phase, so the read side's polls are not counted.
+//! are the simulator's count of write calls during each phase: sObject collections
+//! (`composite/sobjects...`) and every Bulk 2.0 ingest call (`jobs/ingest...`: create, upload,
+//! close, polls, results), so the read side's polls are not counted.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use driftless_testkit as common;
 
 use std::time::{Duration, Instant};
 
@@ -45,7 +46,7 @@ fn rows_arg() -> i64 {
     rows
 }
 
-async fn collection_calls(sim: &sfsim::SimInfo) -> u64 {
+async fn write_calls(sim: &sfsim::SimInfo) -> u64 {
     let stats: serde_json::Value = reqwest::get(format!("{}/_sim/stats", sim.instance_url))
         .await
         .expect("sim stats")
@@ -56,7 +57,9 @@ async fn collection_calls(sim: &sfsim::SimInfo) -> u64 {
         .as_object()
         .expect("by_route")
         .iter()
-        .filter(|(route, _)| route.contains(" composite/sobjects"))
+        .filter(|(route, _)| {
+            route.contains(" composite/sobjects") || route.contains(" jobs/ingest")
+        })
         .map(|(_, n)| n.as_u64().unwrap_or(0))
         .sum()
 }
@@ -72,9 +75,9 @@ struct Phase {
 }
 
 impl Phase {
-    fn print(&self, rows: i64) {
+    fn print(&self, path: &str, rows: i64) {
         println!(
-            "{:<8} {rows} records in {:.1} s: {:.0} records/s, {} collection calls, {:.2} API calls per 1,000 records",
+            "{path:<9} {:<8} {rows} records in {:.1} s: {:.0} records/s, {} write calls, {:.2} API calls per 1,000 records",
             self.name,
             self.secs,
             rows as f64 / self.secs,
@@ -91,8 +94,18 @@ async fn timed(
     sql: &str,
     done: &str,
 ) -> Phase {
-    let calls = collection_calls(sim).await;
-    pg.batch_execute(sql).await.expect(sql);
+    let calls = write_calls(sim).await;
+    // The application's statement may deadlock with the engine writing back sfids and
+    // outcomes to the same rows; like an application, it tries again.
+    loop {
+        match pg.batch_execute(sql).await {
+            Ok(()) => break,
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED) => {
+                eprintln!("{name}: deadlock with the engine; statement retried")
+            }
+            Err(e) => panic!("{sql}: {e}"),
+        }
+    }
     let start = Instant::now();
     wait_until(name, Duration::from_secs(3600), || async {
         scalar(pg, done).await == 0
@@ -101,13 +114,12 @@ async fn timed(
     Phase {
         name,
         secs: start.elapsed().as_secs_f64(),
-        calls: collection_calls(sim).await - calls,
+        calls: write_calls(sim).await - calls,
     }
 }
 
-#[actix_rt::main]
-async fn main() {
-    let rows = rows_arg();
+/// Inserts then updates of `rows` records with `bulk_write_threshold = threshold`.
+async fn bench(rows: i64, threshold: u64) -> (Phase, Phase, i64) {
     let db = TestDb::create().await;
     let sim = SimThread::start(sfsim::SimConfig::default()).await;
     let setup = Setup {
@@ -116,7 +128,16 @@ async fn main() {
         secondary_enabled: true,
         db_pool_size: 4,
     };
-    let config = write_config_with(&db, &sim.info, &setup, MAPPINGS);
+    let config = write_config_ext(
+        &db,
+        &sim.info,
+        &setup,
+        MAPPINGS,
+        &ConfigExtra {
+            sync: format!("bulk_write_threshold = {threshold}\n"),
+            ..ConfigExtra::default()
+        },
+    );
     let engine = run(
         config,
         RunOptions {
@@ -160,9 +181,19 @@ async fn main() {
         "SELECT count(*) FROM salesforce._trigger_log WHERE state = 'FAILED'",
     )
     .await;
-    inserts.print(rows);
-    updates.print(rows);
-    println!("failed writes: {failed}");
     engine.stop().await;
     sim.stop().await;
+    (inserts, updates, failed)
+}
+
+#[actix_rt::main]
+async fn main() {
+    let rows = rows_arg();
+    let composite = bench(rows, u64::MAX / 2).await;
+    let bulk = bench(rows, driftless_core::config::DEFAULT_BULK_WRITE_THRESHOLD).await;
+    for (path, (inserts, updates, failed)) in [("composite", composite), ("bulk", bulk)] {
+        inserts.print(path, rows);
+        updates.print(path, rows);
+        println!("{path:<9} failed writes: {failed}");
+    }
 }

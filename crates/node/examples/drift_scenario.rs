@@ -20,8 +20,7 @@
 //!
 //! Exits 1 when a check fails. Postgres at 127.0.0.1:5432 (trust), databases dropped at the end.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use driftless_testkit as common;
 
 use std::time::{Duration, Instant};
 

@@ -200,7 +200,8 @@ fn mappings(p: &mut String, doc: &StatusDoc) {
         "<h2>Mappings</h2><table id=\"mappings\"><tr><th class=\"l\">connection</th>\
          <th class=\"l\">object</th><th class=\"l\">state</th><th class=\"l\">worker</th><th>rows</th>\
          <th class=\"l\">synced through</th><th>primary polls</th><th>primary records</th>\
-         <th>secondary polls</th><th>drift records</th><th>bulk jobs (primary / secondary)</th>\
+         <th>secondary polls</th><th>drift records</th><th>formula refreshed</th>\
+         <th>bulk jobs (primary / secondary)</th>\
          <th>API calls</th><th>writes (pending / sent / failed)</th><th>errors</th></tr>",
     );
     for m in &doc.mappings {
@@ -209,13 +210,15 @@ fn mappings(p: &mut String, doc: &StatusDoc) {
             "<tr class=\"mapping\" data-connection=\"{c}\" data-object=\"{o}\" data-state=\"{s}\" \
              data-drift=\"{d}\"><td class=\"l\">{c}</td><td class=\"l\">{o}</td>\
              <td class=\"l state {s}\">{s}</td><td class=\"l\">{w}</td><td>{}</td><td class=\"l\">{}</td>\
-             <td>{}</td><td>{}</td><td>{}</td><td class=\"drift\">{d}</td><td>{} / {}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td class=\"drift\">{d}</td>\
+             <td class=\"formula\">{}</td><td>{} / {}</td><td>{}</td>\
              <td class=\"writes\">{} / {} / {}</td><td>{}</td></tr>",
             m.rows,
             html(m.synced_through.as_deref().unwrap_or("-")),
             m.primary.polls,
             m.primary.records,
             m.secondary.polls,
+            m.formula_refreshed,
             m.primary.bulk_jobs,
             m.secondary.bulk_jobs,
             m.api_calls,
@@ -294,7 +297,11 @@ mod tests {
                 pending: 2,
                 sent: 7,
                 failed: 1,
+                ..WritesDoc::default()
             },
+            notify: Default::default(),
+            formula_refreshed: 11,
+            formula_notes: Vec::new(),
         }
     }
 
@@ -366,6 +373,10 @@ mod tests {
             "writes per mapping"
         );
         assert!(page.contains("<td class=\"pending\">4</td><td class=\"failed\">2</td>"));
+        assert!(
+            page.contains("<td class=\"formula\">11</td>"),
+            "formula refreshes per mapping"
+        );
         assert!(
             !page.contains("src=") && !page.contains("href="),
             "no external assets"

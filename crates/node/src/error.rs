@@ -8,14 +8,22 @@ use std::time::Duration;
 
 use driftless_core::state::StateError;
 
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     /// The config, a mapping or the org's describe does not allow the sync to start: exit 2.
-    #[error("{0}")]
-    Config(String),
+    /// `message` is whole (it already says what `source` says), because it is what the user
+    /// reads; `source` keeps the underlying error for whoever inspects it.
+    #[error("{message}")]
+    Config {
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
     #[error("salesforce: {0}")]
     Salesforce(#[from] salesforce::Error),
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", driftless_core::pgerror::describe(.0))]
     Db(#[from] tokio_postgres::Error),
     #[error("postgres pool: {0}")]
     Pool(String),
@@ -24,6 +32,10 @@ pub enum NodeError {
     Fenced(String),
     #[error("{0}")]
     State(String),
+    /// A part of a parallel load ended before it was complete, because another part failed (that
+    /// part's error is the one reported) or its reader went away; nothing of it was committed.
+    #[error("{0} was interrupted")]
+    Interrupted(&'static str),
     /// The actor that should have answered is gone (shutdown).
     #[error("{0} stopped")]
     Stopped(&'static str),
@@ -45,6 +57,32 @@ pub enum Retry {
 }
 
 impl NodeError {
+    /// A configuration error that is only a message.
+    pub fn config(message: impl Into<String>) -> NodeError {
+        NodeError::Config {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A configuration error caused by `source`; the message says `context: source`.
+    pub fn config_from(context: impl std::fmt::Display, source: impl Into<BoxError>) -> NodeError {
+        let source = source.into();
+        NodeError::Config {
+            message: format!("{context}: {source}"),
+            source: Some(source),
+        }
+    }
+
+    /// A configuration error caused by `source`, whose own text says everything.
+    pub fn config_caused(source: impl Into<BoxError>) -> NodeError {
+        let source = source.into();
+        NodeError::Config {
+            message: source.to_string(),
+            source: Some(source),
+        }
+    }
+
     pub fn retry(&self) -> Retry {
         match self {
             NodeError::Salesforce(e) => match e.action() {
@@ -55,9 +93,9 @@ impl NodeError {
                 }
                 salesforce::Action::Fail => Retry::Slow,
             },
-            NodeError::Db(_) | NodeError::Pool(_) => Retry::Backoff,
+            NodeError::Db(_) | NodeError::Pool(_) | NodeError::Interrupted(_) => Retry::Backoff,
             NodeError::Fenced(_) | NodeError::Stopped(_) => Retry::Stop,
-            NodeError::Config(_) | NodeError::State(_) => Retry::Slow,
+            NodeError::Config { .. } | NodeError::State(_) => Retry::Slow,
         }
     }
 }

@@ -4,6 +4,10 @@
 //! to Postgres in bounded batches, each its own transaction with its progress. `queryAll` rather
 //! than `query`, so records deleted since an earlier, interrupted load leave the table too.
 //!
+//! When the table is empty (new, or truncated by a reload) the load takes the fresh-table path
+//! (`db_writer::fresh`): rows go by COPY straight into the table and its indexes are built once,
+//! at the end; a Bulk load then copies its PK chunks in parallel (`parallel_load`).
+//!
 //! An interrupted load resumes: each batch commits a cursor, an Id up to which every record is
 //! in the table (REST reads `ORDER BY Id`; Bulk reads advance it only at the end of a PK chunk,
 //! whose rows come unordered). The next attempt reads only `Id > cursor` (Bulk: PK chunks from
@@ -14,10 +18,11 @@ use chrono::{DateTime, Utc};
 use driftless_core::window::floor_second;
 use salesforce::{BulkV1Options, QueryOperation};
 
-use crate::db_writer::{BeginLoad, Progress};
+use crate::db_writer::{BeginLoad, FinishFreshLoad, Progress};
 use crate::error::Result;
-use crate::mapping_ctx::{BatchWriter, CursorMode, MappingCtx};
-use crate::sf::{self, ReadCost};
+use crate::mapping_ctx::{CursorMode, Finished, MappingCtx, RowBatch};
+use crate::parallel_load::load_chunked;
+use crate::salesforce_client::{self as sf, ReadCost};
 
 /// How to read everything, adjusted after QUERY_TIMEOUT: a REST query that times out is redone
 /// as Bulk with PK chunking, and a chunk that times out is redone with chunks half as big.
@@ -59,15 +64,19 @@ pub async fn load_all(
     // the read: later changes are the windows' business.
     let mut done_through = safe_high_water_mark(ctx).await?;
     let mut cursor = None;
+    let (mut fresh, mut sessions) = (false, 1);
     if commit_progress {
-        (done_through, cursor) = ctx
-            .writer
+        let start = ctx
+            .db
             .send(BeginLoad {
                 key: ctx.key.clone(),
                 epoch: ctx.epoch,
                 mark: done_through,
+                mapping: ctx.mapping.clone(),
             })
             .await??;
+        (done_through, cursor) = (start.mark, start.cursor);
+        (fresh, sessions) = (start.fresh, start.sessions);
     }
     let object = ctx.object().to_owned();
     let fields = ctx.mapping.soql_fields();
@@ -86,12 +95,16 @@ pub async fn load_all(
         other => other?,
     };
     let soql = sf::select(&fields, &object, after.as_deref());
-    let mut writer = BatchWriter::new(ctx);
+    let mut batch = RowBatch::new(ctx);
+    batch.fresh = fresh;
     let mut cost = ReadCost::default();
-    if plan.force_bulk || count > ctx.sync.bulk_threshold {
+    if plan.force_bulk || count > ctx.settings.bulk_threshold {
+        // A fresh load copies `sessions` chunks at once: four chunks per session keep every
+        // session busy to the end (chunks commit in order, so the last ones run with fewer).
+        let chunks = if fresh { 4 * sessions as u64 } else { 4 };
         let chunk = plan
             .chunk
-            .unwrap_or_else(|| (count / 4).clamp(1_000, 100_000) as u32);
+            .unwrap_or_else(|| (count / chunks).clamp(1_000, 100_000) as u32);
         tracing::info!(
             object,
             count,
@@ -100,12 +113,15 @@ pub async fn load_all(
             "initial read via bulk with pk chunking"
         );
         if commit_progress {
-            writer.cursor_mode = CursorMode::BatchEnds;
+            batch.cursor_mode = CursorMode::BatchEnds;
         }
         let options = BulkV1Options {
             pk_chunking: Some(chunk),
             pk_start_row: after.as_ref().and(cursor.clone()),
         };
+        if fresh {
+            return fresh_bulk_load(ctx, &soql, &options, sessions, done_through, cost).await;
+        }
         sf::bulk_read_with(
             &ctx.client,
             &object,
@@ -113,7 +129,7 @@ pub async fn load_all(
             &[soql],
             &options,
             &mut cost,
-            &mut writer,
+            &mut batch,
         )
         .await?;
     } else {
@@ -124,7 +140,7 @@ pub async fn load_all(
             "initial read via rest query"
         );
         let soql = if commit_progress {
-            writer.cursor_mode = CursorMode::RowOrder;
+            batch.cursor_mode = CursorMode::RowOrder;
             format!("{soql} ORDER BY Id")
         } else {
             soql
@@ -134,7 +150,7 @@ pub async fn load_all(
             &soql,
             QueryOperation::QueryAll,
             &mut cost,
-            &mut writer,
+            &mut batch,
         )
         .await?;
     }
@@ -146,7 +162,11 @@ pub async fn load_all(
     } else {
         Progress::None
     };
-    let (_, records, bad) = writer.finish(progress).await?;
+    let Finished {
+        records,
+        bad_values: bad,
+        ..
+    } = batch.finish(progress).await?;
     if bad > 0 {
         tracing::warn!(
             object,
@@ -161,11 +181,54 @@ pub async fn load_all(
     })
 }
 
-/// `now - margin`, and not past getUpdated's `latestDateCovered` unless told not to use it.
+/// The fresh-table path of a Bulk load: the chunks in parallel, then the indexes, which also mark
+/// the load done.
+async fn fresh_bulk_load(
+    ctx: &MappingCtx,
+    soql: &str,
+    options: &BulkV1Options,
+    sessions: usize,
+    done_through: DateTime<Utc>,
+    mut cost: ReadCost,
+) -> Result<LoadOutcome> {
+    let loaded = load_chunked(ctx, soql, options, sessions, &mut cost).await?;
+    let built = ctx
+        .db
+        .send(FinishFreshLoad {
+            key: ctx.key.clone(),
+            epoch: ctx.epoch,
+            mapping: ctx.mapping.clone(),
+            done_through,
+        })
+        .await??;
+    if built.duplicates_removed > 0 {
+        tracing::info!(
+            object = ctx.object(),
+            duplicates = built.duplicates_removed,
+            "records read twice (moved between chunks) kept once, the newest version"
+        );
+    }
+    if loaded.bad_values > 0 {
+        tracing::warn!(
+            object = ctx.object(),
+            bad = loaded.bad_values,
+            "values that did not parse as their column type were stored as null"
+        );
+    }
+    Ok(LoadOutcome {
+        records: loaded.records,
+        done_through,
+        cost,
+    })
+}
+
+/// `now - margin`, and not past getUpdated's `latestDateCovered` unless told not to use it at all.
 pub async fn safe_high_water_mark(ctx: &MappingCtx) -> Result<DateTime<Utc>> {
     let now = Utc::now();
-    let mut mark = now - chrono::Duration::seconds(ctx.sync.poll_margin_secs as i64);
-    if ctx.options.honor_latest_date_covered && ctx.sync.use_latest_date_covered {
+    let mut mark = now - ctx.settings.poll_margin;
+    // Also with low-latency windows: no secondary poll re-reads what the load covered, so a
+    // transaction open over the mark must fall into the first window, which one does.
+    if ctx.settings.stop_at_latest_date_covered || !ctx.settings.secondary_max_hold.is_zero() {
         mark = mark.min(latest_date_covered(ctx, now).await?);
     }
     Ok(floor_second(mark))
@@ -176,5 +239,6 @@ pub async fn safe_high_water_mark(ctx: &MappingCtx) -> Result<DateTime<Utc>> {
 pub async fn latest_date_covered(ctx: &MappingCtx, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
     let start = now - chrono::Duration::minutes(2);
     let updated = ctx.client.get_updated(ctx.object(), start, now).await?;
+    ctx.note_covered(updated.latest_date_covered);
     Ok(updated.latest_date_covered)
 }

@@ -12,22 +12,30 @@ pub mod dashboard;
 pub mod db_writer;
 pub mod engine;
 pub mod error;
+mod formula_refresh;
+mod fresh_copy;
 mod initial_load;
 mod mapping_ctx;
 pub mod mapping_poller;
 pub mod metrics;
+mod notify;
+mod parallel_load;
 mod primary_poll;
 pub mod rows;
 pub mod run;
+mod salesforce_client;
 pub mod secondary_pool;
-mod sf;
+pub mod session_sampler;
+pub mod shutdown;
 pub mod status;
+mod validate;
 pub mod verify;
 pub mod writeback;
 
 pub use error::{NodeError, Result};
 pub use run::{run, NodeHandle};
-pub use status::StatusDoc;
+pub use status::{StatusDoc, StatusView, SyncState};
+pub use validate::check_mappings;
 
 /// Engine settings that are not part of the config file (the config file holds what users set).
 #[derive(Debug, Clone)]

@@ -71,16 +71,26 @@ pub struct InFlight {
     pub peak: u32,
 }
 
+/// Secondary polls of one mapping that found `latestDateCovered` short of their window's end:
+/// the times they were held back, and the holds that ran out (the poll ran anyway).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SecondaryHolds {
+    pub held: u64,
+    pub expired: u64,
+}
+
 #[derive(Default)]
 struct Inner {
     polls: BTreeMap<(String, String, PollKind), Histogram>,
+    notify_latency: BTreeMap<MappingId, Histogram>,
+    secondary_holds: BTreeMap<MappingId, SecondaryHolds>,
     pool_sizes: BTreeMap<String, u32>,
     secondary_in_flight: BTreeMap<String, InFlight>,
     clients: BTreeMap<MappingId, salesforce::Client>,
     drift: DriftHistory,
 }
 
-/// Shared by every actor of a process, through the registry; cheap to clone.
+/// EngineState by every actor of a process, through the registry; cheap to clone.
 #[derive(Clone, Default)]
 pub struct Telemetry {
     inner: Arc<Mutex<Inner>>,
@@ -90,6 +100,9 @@ pub struct Telemetry {
 #[derive(Debug, Clone, Default)]
 pub struct TelemetrySnapshot {
     pub polls: BTreeMap<(String, String, PollKind), Histogram>,
+    /// Change events' commitTimestamp to the commit in Postgres of the records they named.
+    pub notify_latency: BTreeMap<(String, String), Histogram>,
+    pub secondary_holds: BTreeMap<(String, String), SecondaryHolds>,
     pub pool_sizes: BTreeMap<String, u32>,
     /// Secondary polls reading or writing now, and the most at once since start, per connection.
     pub secondary_in_flight: BTreeMap<String, InFlight>,
@@ -105,6 +118,30 @@ impl Telemetry {
             .entry((connection.to_owned(), object.to_owned(), kind))
             .or_default()
             .observe(took.as_secs_f64());
+    }
+
+    pub fn observe_notify_latency(&self, connection: &str, object: &str, secs: f64) {
+        self.inner
+            .lock()
+            .notify_latency
+            .entry((connection.to_owned(), object.to_owned()))
+            .or_default()
+            .observe(secs);
+    }
+
+    /// A due secondary poll was held back for `latestDateCovered` (`expired`: for too long, and
+    /// it runs anyway).
+    pub fn secondary_held(&self, connection: &str, object: &str, expired: bool) {
+        let mut inner = self.inner.lock();
+        let h = inner
+            .secondary_holds
+            .entry((connection.to_owned(), object.to_owned()))
+            .or_default();
+        if expired {
+            h.expired += 1;
+        } else {
+            h.held += 1;
+        }
     }
 
     pub fn set_db_pool_size(&self, connection: &str, size: u32) {
@@ -167,6 +204,8 @@ impl Telemetry {
         }
         TelemetrySnapshot {
             polls: inner.polls.clone(),
+            notify_latency: inner.notify_latency.clone(),
+            secondary_holds: inner.secondary_holds.clone(),
             pool_sizes: inner.pool_sizes.clone(),
             secondary_in_flight: inner.secondary_in_flight.clone(),
             api_usage,
@@ -235,7 +274,7 @@ pub fn metrics_text(docs: &[MappingDoc]) -> String {
 /// connection and per worker.
 pub fn render(doc: &StatusDoc, t: &TelemetrySnapshot) -> String {
     let mut out = String::new();
-    let per_mapping: [PerMapping; 4] = [
+    let per_mapping: [PerMapping; 5] = [
         (
             "driftless_mapping_rows",
             "gauge",
@@ -247,6 +286,12 @@ pub fn render(doc: &StatusDoc, t: &TelemetrySnapshot) -> String {
             "counter",
             "records secondary polls or verify --repair found missing or stale",
             |d| d.secondary.drift_records,
+        ),
+        (
+            "driftless_formula_refreshed_total",
+            "counter",
+            "rows whose formula columns a formula refresh changed",
+            |d| d.formula_refreshed,
         ),
         (
             "driftless_api_calls_total",
@@ -311,7 +356,7 @@ pub fn render(doc: &StatusDoc, t: &TelemetrySnapshot) -> String {
         &mut out,
         name,
         "gauge",
-        "trigger-log entries of a read_write mapping, by outcome (pending, sent, failed)",
+        "trigger-log entries of a read_write mapping, by outcome (pending, sent, failed, merged)",
     );
     for d in &doc.mappings {
         let w = &d.writes;
@@ -319,14 +364,30 @@ pub fn render(doc: &StatusDoc, t: &TelemetrySnapshot) -> String {
             ("pending", w.pending),
             ("sent", w.sent),
             ("failed", w.failed),
+            ("merged", w.merged),
         ] {
             let mut labels = mapping_labels(d).to_vec();
             labels.push(("outcome", outcome));
             f.sample(name, &labels, v);
         }
     }
+    let name = "driftless_writeback_info";
+    let mut f = Family::new(
+        &mut out,
+        name,
+        "gauge",
+        "write-back of a read_write mapping: its write mode and the path its last batch took",
+    );
+    for d in &doc.mappings {
+        let w = &d.writes;
+        let mut labels = mapping_labels(d).to_vec();
+        labels.push(("mode", w.mode.as_str()));
+        labels.push(("path", w.path.as_str()));
+        f.sample(name, &labels, 1);
+    }
     render_states(&mut out, doc);
     render_durations(&mut out, t);
+    render_notify(&mut out, doc, t);
     render_connections(&mut out, doc, t);
     render_workers(&mut out, doc);
     out
@@ -400,6 +461,62 @@ fn render_durations(out: &mut String, t: &TelemetrySnapshot) {
     }
 }
 
+/// (metric name, help, value) of one change-event counter.
+type NotifyCounter = (&'static str, &'static str, fn(&MappingDoc) -> i64);
+
+fn render_notify(out: &mut String, doc: &StatusDoc, t: &TelemetrySnapshot) {
+    let counters: [NotifyCounter; 3] = [
+        (
+            "driftless_notify_events_total",
+            "change events received for the mapping's object",
+            |d| d.notify.events,
+        ),
+        (
+            "driftless_notify_polls_triggered_total",
+            "reads change events caused: record fetches and early window polls",
+            |d| d.notify.polls_triggered,
+        ),
+        (
+            "driftless_notify_gaps_total",
+            "gap and overflow change events (a window poll reads what they name)",
+            |d| d.notify.gaps,
+        ),
+    ];
+    for (name, help, get) in counters {
+        let mut f = Family::new(out, name, "counter", help);
+        for d in doc
+            .mappings
+            .iter()
+            .filter(|d| d.notify.enabled || d.notify.events > 0)
+        {
+            f.sample(name, &mapping_labels(d), get(d));
+        }
+    }
+    let name = "driftless_notify_commit_latency_seconds";
+    let mut f = Family::new(
+        out,
+        name,
+        "histogram",
+        "from a change event's commitTimestamp to the Postgres commit of the records it named",
+    );
+    for ((connection, object), h) in &t.notify_latency {
+        let base = [
+            ("connection", connection.as_str()),
+            ("object", object.as_str()),
+        ];
+        let mut cumulative = 0;
+        for (i, count) in h.counts.iter().enumerate() {
+            cumulative += count;
+            let le = BUCKETS.get(i).map_or("+Inf".to_owned(), |b| b.to_string());
+            let mut labels = base.to_vec();
+            labels.push(("le", &le));
+            f.sample(&format!("{name}_bucket"), &labels, cumulative);
+        }
+        f.sample(&format!("{name}_sum"), &base, h.sum);
+        f.sample(&format!("{name}_count"), &base, h.count);
+    }
+}
+
 fn render_connections(out: &mut String, doc: &StatusDoc, t: &TelemetrySnapshot) {
     // Every mapping of a connection reports the same pool figure: one sample per connection.
     let mut in_use: BTreeMap<&str, u64> = BTreeMap::new();
@@ -440,6 +557,25 @@ fn render_connections(out: &mut String, doc: &StatusDoc, t: &TelemetrySnapshot) 
     );
     for (c, n) in &t.secondary_in_flight {
         f.sample(name, &[("connection", c)], n.peak);
+    }
+    type Hold = (&'static str, &'static str, fn(&SecondaryHolds) -> u64);
+    let holds: [Hold; 2] = [
+        (
+            "driftless_secondary_held_total",
+            "times a due secondary poll waited for latestDateCovered to reach its window's end",
+            |h| h.held,
+        ),
+        (
+            "driftless_secondary_hold_expired_total",
+            "secondary polls that ran after waiting secondary_max_hold_secs for latestDateCovered",
+            |h| h.expired,
+        ),
+    ];
+    for (name, help, value) in holds {
+        let mut f = Family::new(out, name, "counter", help);
+        for ((c, o), h) in &t.secondary_holds {
+            f.sample(name, &[("connection", c), ("object", o)], value(h));
+        }
     }
     let name = "driftless_api_usage";
     let mut f = Family::new(
@@ -525,7 +661,13 @@ mod tests {
                     pending: 3,
                     sent: 40,
                     failed: 1,
+                    merged: 2,
+                    mode: crate::status::WriteModeDoc::Ordered,
+                    path: crate::status::WritePath::Bulk,
                 },
+                notify: Default::default(),
+                formula_refreshed: 500,
+                formula_notes: Vec::new(),
             }],
         }
     }
@@ -587,11 +729,16 @@ mod tests {
         assert!(text.contains(
             "driftless_drift_records_total{connection=\"acme\",object=\"Account\"} 17\n"
         ));
+        assert!(text.contains(
+            "driftless_formula_refreshed_total{connection=\"acme\",object=\"Account\"} 500\n"
+        ));
         assert!(text.contains("driftless_db_connections_in_use{connection=\"acme\"} 2\n"));
         assert!(text.contains("driftless_db_pool_size{connection=\"acme\"} 4\n"));
         assert!(text.contains("driftless_worker_mappings{worker=\"w1\"} 1\n"));
         assert!(text.contains("driftless_writeback_records{connection=\"acme\",object=\"Account\",outcome=\"failed\"} 1\n"));
         assert!(text.contains("driftless_writeback_records{connection=\"acme\",object=\"Account\",outcome=\"sent\"} 40\n"));
+        assert!(text.contains("driftless_writeback_records{connection=\"acme\",object=\"Account\",outcome=\"merged\"} 2\n"));
+        assert!(text.contains("driftless_writeback_info{connection=\"acme\",object=\"Account\",mode=\"ordered\",path=\"bulk\"} 1\n"));
         assert!(text.contains("driftless_mapping_synced_through_seconds{connection=\"acme\",object=\"Account\"} 1795514400\n"));
     }
 

@@ -3,15 +3,14 @@
 use chrono::{Duration, Utc};
 use driftless_core::state::{PrimaryCommit, ReadKind, WindowRecord};
 use driftless_core::window::{next_window, Window, WindowPolicy};
-use salesforce::QueryOperation;
 
 use crate::db_writer::Progress;
 use crate::error::Result;
 use crate::initial_load::latest_date_covered;
-use crate::mapping_ctx::{BatchWriter, MappingCtx};
+use crate::mapping_ctx::{Finished, MappingCtx, RowBatch};
 use crate::rows::Cell;
-use crate::sf::{self, ReadCost};
-use crate::status::states;
+use crate::salesforce_client::{self as sf, ReadCost};
+use crate::status::SyncState;
 
 pub enum PollOutcome {
     /// Nothing safe to read yet.
@@ -32,22 +31,22 @@ pub async fn poll(
 ) -> Result<PollOutcome> {
     let now = Utc::now();
     let started = std::time::Instant::now();
-    let ldc = if ctx.options.honor_latest_date_covered && ctx.sync.use_latest_date_covered {
+    let covered = if ctx.settings.stop_at_latest_date_covered {
         Some(latest_date_covered(ctx, now).await?)
     } else {
         None
     };
     let policy = WindowPolicy {
-        margin: Duration::seconds(ctx.sync.poll_margin_secs as i64),
+        margin: ctx.settings.poll_margin,
         max_len,
     };
-    let Some(window) = next_window(synced_through, now, ldc, policy) else {
+    let Some(window) = next_window(synced_through, now, covered, policy) else {
         return Ok(PollOutcome::Idle);
     };
     let unbounded = next_window(
         synced_through,
         now,
-        ldc,
+        covered,
         WindowPolicy {
             max_len: Duration::zero(),
             ..policy
@@ -59,7 +58,6 @@ pub async fn poll(
     };
 
     let object = ctx.object().to_owned();
-    let fields = ctx.mapping.soql_fields();
     let count = ctx
         .client
         .count(&format!(
@@ -67,43 +65,31 @@ pub async fn poll(
             window.soql_condition()
         ))
         .await?;
-    let bulk = force_bulk || count > ctx.sync.bulk_threshold;
+    let bulk = force_bulk || count > ctx.settings.bulk_threshold;
     let mut cost = ReadCost::default();
-    let mut writer = BatchWriter::new(ctx);
-    let mut batches = Vec::new();
-    if bulk {
-        ctx.set_status_state(states::POLLING_SF_BULK, None);
-        let per_batch = ctx.sync.bulk_threshold.max(1);
-        let n = count.div_ceil(per_batch).clamp(1, 20) as usize;
-        batches = window.split(n);
-        let soqls = sf::window_soqls(&fields, &object, &batches);
-        sf::bulk_read(
-            &ctx.client,
-            &object,
-            QueryOperation::QueryAll,
-            &soqls,
-            None,
-            &mut cost,
-            &mut writer,
-        )
-        .await?;
+    let mut batch = RowBatch::new(ctx);
+    let batches = if bulk {
+        ctx.set_status_state(SyncState::PollingSfBulk, None);
+        let per_batch = ctx.settings.bulk_threshold.max(1);
+        window.split(count.div_ceil(per_batch).clamp(1, 20) as usize)
     } else {
-        ctx.set_status_state(states::POLLING_SF_CHANGES, None);
-        let soql = sf::select(&fields, &object, Some(&window.soql_condition()));
-        sf::rest_read(
-            &ctx.client,
-            &soql,
-            QueryOperation::QueryAll,
-            &mut cost,
-            &mut writer,
-        )
-        .await?;
-    }
+        ctx.set_status_state(SyncState::PollingSfChanges, None);
+        Vec::new()
+    };
+    sf::read_window(
+        &ctx.client,
+        &ctx.mapping,
+        &window,
+        &batches,
+        &mut cost,
+        &mut batch,
+    )
+    .await?;
     if ctx.mapping.has_is_deleted {
-        add_deleted(ctx, &window, &mut writer).await;
+        add_deleted(ctx, &window, &mut batch).await;
     }
 
-    let records = writer.records;
+    let records = batch.records;
     let commit = PrimaryCommit {
         window,
         kind: if bulk { ReadKind::Bulk } else { ReadKind::Rest },
@@ -114,7 +100,11 @@ pub async fn poll(
         api_calls: ctx.take_api_calls(),
         secondary_due_at: ctx.secondary_due(),
     };
-    let (applied, _, bad) = writer.finish(Progress::Primary(commit.clone())).await?;
+    let Finished {
+        applied,
+        bad_values: bad,
+        ..
+    } = batch.finish(Progress::Primary(commit.clone())).await?;
     if bad > 0 {
         tracing::warn!(
             object,
@@ -161,7 +151,7 @@ pub async fn poll(
 /// getDeleted over the window: deletions whose records already left the recycle bin, which
 /// queryAll no longer returns. Best effort: queryAll already carries the others, so a failure
 /// here is logged, not fatal.
-async fn add_deleted(ctx: &MappingCtx, window: &Window, writer: &mut BatchWriter<'_>) {
+async fn add_deleted(ctx: &MappingCtx, window: &Window, batch: &mut RowBatch<'_>) {
     // Salesforce truncates these bounds to minutes and wants them more than a minute apart.
     let start = window.start - Duration::minutes(1);
     let end = (window.end + Duration::minutes(1)).min(Utc::now());
@@ -173,7 +163,7 @@ async fn add_deleted(ctx: &MappingCtx, window: &Window, writer: &mut BatchWriter
                 row[0] = Cell::Text(d.id);
                 row[1] = Cell::Timestamp(d.deleted_date.naive_utc());
                 row[2] = Cell::Bool(true);
-                writer.push_row(row);
+                batch.push_row(row);
             }
         }
         Err(e) => {

@@ -134,8 +134,15 @@ impl RowBuilder {
 }
 
 /// Parses Salesforce's text form of a value (REST JSON scalars or Bulk CSV cells).
+///
+/// The NUL rule: Postgres text cannot hold U+0000, so NUL characters are removed from text
+/// values. Every read goes through here (initial load, windows, events, verify), so the table
+/// and verify's comparison agree, and the record syncs instead of failing its batch.
 pub fn parse(text: &str, ty: PgType) -> Option<Cell> {
     Some(match ty {
+        PgType::Varchar(_) | PgType::Text if text.contains('\0') => {
+            Cell::Text(text.replace('\0', ""))
+        }
         PgType::Varchar(_) | PgType::Text => Cell::Text(text.to_owned()),
         PgType::Boolean => match text.to_ascii_lowercase().as_str() {
             "true" | "1" => Cell::Bool(true),
@@ -201,5 +208,14 @@ mod tests {
             Some(Cell::Date(_))
         ));
         assert_eq!(parse("x", PgType::Integer), None);
+    }
+
+    #[test]
+    fn nul_characters_are_removed_from_text() {
+        assert_eq!(parse("a\0b\0", PgType::Text), Some(Cell::Text("ab".into())));
+        assert_eq!(
+            parse("\0", PgType::Varchar(5)),
+            Some(Cell::Text(String::new()))
+        );
     }
 }

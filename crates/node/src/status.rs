@@ -8,25 +8,78 @@ use driftless_core::state::Counters;
 use parking_lot::RwLock;
 use serde::Serialize;
 
-/// Heroku Connect's mapping state names (reference/heroku-connect.md §5.1).
-pub mod states {
-    pub const INITIAL: &str = "INITIAL";
-    pub const DATA_SYNCED: &str = "DATA_SYNCED";
-    pub const POLLING_SF_CHANGES: &str = "POLLING_SF_CHANGES";
-    pub const POLLING_SF_BULK: &str = "POLLING_SF_BULK";
-    pub const RESYNC: &str = "RESYNC";
-    pub const SYSTEM_ERROR: &str = "SYSTEM_ERROR";
-    pub const ABORTED: &str = "ABORTED";
-    pub const RELOAD_TABLE: &str = "RELOAD_TABLE";
+use actix::Addr;
+use std::collections::HashMap;
+
+use crate::db_writer::{DbWriter, PoolInUse};
+
+/// A mapping's state, with Heroku Connect's names (reference/heroku-connect.md §5.1). Rendered as
+/// those names only at the edges: the bookkeeping row, status documents and metrics labels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum SyncState {
+    #[default]
+    Initial,
+    DataSynced,
+    PollingSfChanges,
+    PollingSfBulk,
+    Resync,
+    SystemError,
+    Aborted,
+    ReloadTable,
     /// The connection is paused (`ctl pause`); persisted, so a restart stays paused.
-    pub const PAUSED: &str = "PAUSED";
+    Paused,
+}
+
+impl SyncState {
+    pub const ALL: [SyncState; 9] = [
+        SyncState::Initial,
+        SyncState::DataSynced,
+        SyncState::PollingSfChanges,
+        SyncState::PollingSfBulk,
+        SyncState::Resync,
+        SyncState::SystemError,
+        SyncState::Aborted,
+        SyncState::ReloadTable,
+        SyncState::Paused,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncState::Initial => "INITIAL",
+            SyncState::DataSynced => "DATA_SYNCED",
+            SyncState::PollingSfChanges => "POLLING_SF_CHANGES",
+            SyncState::PollingSfBulk => "POLLING_SF_BULK",
+            SyncState::Resync => "RESYNC",
+            SyncState::SystemError => "SYSTEM_ERROR",
+            SyncState::Aborted => "ABORTED",
+            SyncState::ReloadTable => "RELOAD_TABLE",
+            SyncState::Paused => "PAUSED",
+        }
+    }
+
+    /// The state a bookkeeping row names; `None` for a name this engine never writes.
+    pub fn from_name(name: &str) -> Option<SyncState> {
+        SyncState::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// The state a stored row says, read as INITIAL when it names none of ours (an older
+    /// engine's): the poller then writes its real state at its first step.
+    pub fn from_row(name: &str) -> SyncState {
+        SyncState::from_name(name).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for SyncState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct MappingStatus {
     pub connection: String,
     pub object: String,
-    pub state: String,
+    pub state: SyncState,
     pub worker: String,
     pub rows: i64,
     pub synced_through: Option<DateTime<Utc>>,
@@ -34,9 +87,28 @@ pub struct MappingStatus {
     pub last_error: Option<String>,
     /// When `last_error` happened in this process (`ctl errors`).
     pub last_error_at: Option<DateTime<Utc>>,
+    /// Formula fields refreshed on the timer only, each `Field: reason` (`ctl mapping`).
+    pub formula_notes: Vec<String>,
+    /// Accelerated polling (`sf_notify_enabled`) in this process.
+    pub notify: NotifyCounters,
 }
 
-/// Shared by every actor of a process; cheap to clone.
+/// What change events did for a mapping since this process started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotifyCounters {
+    pub enabled: bool,
+    /// Change events of the mapping's object received.
+    pub events: i64,
+    /// Reads the events caused: fetches of their records, and window polls started early.
+    pub polls_triggered: i64,
+    /// Gap events (ids without data) and overflow events (no ids).
+    pub gaps: i64,
+    pub overflows: i64,
+    /// Subscription problems that leave the mapping to its interval polls (no topic, refused).
+    pub unavailable: Option<String>,
+}
+
+/// EngineState by every actor of a process; cheap to clone.
 #[derive(Clone, Default)]
 pub struct Registry {
     inner: Arc<RwLock<BTreeMap<(String, String), MappingStatus>>>,
@@ -68,10 +140,24 @@ impl Registry {
         &self.telemetry
     }
 
+    /// New counts and mode; the path stays what [`Registry::set_write_path`] last said.
     pub fn set_writes(&self, connection: &str, object: &str, writes: WritesDoc) {
+        let mut all = self.writes.write();
+        let doc = all
+            .entry((connection.to_owned(), object.to_owned()))
+            .or_default();
+        *doc = WritesDoc {
+            path: doc.path,
+            ..writes
+        };
+    }
+
+    pub fn set_write_path(&self, connection: &str, object: &str, path: WritePath) {
         self.writes
             .write()
-            .insert((connection.to_owned(), object.to_owned()), writes);
+            .entry((connection.to_owned(), object.to_owned()))
+            .or_default()
+            .path = path;
     }
 
     /// Zeros for a mapping without write-back (read_only, or not counted yet).
@@ -137,15 +223,101 @@ pub struct MappingDoc {
     /// Write-back (Postgres → Salesforce) of a read_write mapping; zeros otherwise.
     #[serde(default)]
     pub writes: WritesDoc,
+    /// Rows whose formula columns a formula refresh changed (drift no SystemModstamp shows).
+    #[serde(default)]
+    pub formula_refreshed: i64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub formula_notes: Vec<String>,
+    /// Accelerated polling over change events (SPEC.md §6).
+    #[serde(default)]
+    pub notify: NotifyDoc,
+}
+
+/// The `notify` block of a mapping's status (SPEC.md §6).
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct NotifyDoc {
+    pub enabled: bool,
+    pub events: i64,
+    pub polls_triggered: i64,
+    pub gaps: i64,
 }
 
 /// Trigger-log entries of one mapping's table: `pending` not yet accepted by Salesforce (NEW and
-/// PENDING), `sent` accepted, `failed` rejected; live log and archive together.
+/// PENDING), `sent` accepted, `failed` rejected, `merged` folded into another entry's write;
+/// live log and archive together. `mode` is the connection's `write_mode`, `path` how the last
+/// batch went (composite calls or a Bulk API 2.0 job).
 #[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct WritesDoc {
     pub pending: i64,
     pub sent: i64,
     pub failed: i64,
+    #[serde(default)]
+    pub merged: i64,
+    #[serde(default)]
+    pub mode: WriteModeDoc,
+    #[serde(default)]
+    pub path: WritePath,
+}
+
+/// `connection.sync.write_mode` as status documents show it.
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteModeDoc {
+    #[default]
+    Merged,
+    Ordered,
+}
+
+impl WriteModeDoc {
+    pub fn parse(s: &str) -> Option<WriteModeDoc> {
+        match s {
+            "merged" => Some(WriteModeDoc::Merged),
+            "ordered" => Some(WriteModeDoc::Ordered),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteModeDoc::Merged => "merged",
+            WriteModeDoc::Ordered => "ordered",
+        }
+    }
+}
+
+impl From<driftless_core::writeback::WriteMode> for WriteModeDoc {
+    fn from(m: driftless_core::writeback::WriteMode) -> WriteModeDoc {
+        match m {
+            driftless_core::writeback::WriteMode::Merged => WriteModeDoc::Merged,
+            driftless_core::writeback::WriteMode::Ordered => WriteModeDoc::Ordered,
+        }
+    }
+}
+
+/// How write-back sent a mapping's last batch.
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WritePath {
+    #[default]
+    Composite,
+    Bulk,
+}
+
+impl WritePath {
+    pub fn parse(s: &str) -> Option<WritePath> {
+        match s {
+            "composite" => Some(WritePath::Composite),
+            "bulk" => Some(WritePath::Bulk),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WritePath::Composite => "composite",
+            WritePath::Bulk => "bulk",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
@@ -173,7 +345,7 @@ impl MappingStatus {
         MappingDoc {
             connection: self.connection.clone(),
             object: self.object.clone(),
-            state: self.state.clone(),
+            state: self.state.as_str().to_owned(),
             worker: self.worker.clone(),
             rows: self.rows,
             synced_through: self
@@ -198,9 +370,94 @@ impl MappingStatus {
             db_connections_in_use,
             errors: c.errors,
             writes: WritesDoc::default(),
+            notify: NotifyDoc {
+                enabled: self.notify.enabled,
+                events: self.notify.events,
+                polls_triggered: self.notify.polls_triggered,
+                gaps: self.notify.gaps + self.notify.overflows,
+            },
+            formula_refreshed: c.formula_refreshed,
+            formula_notes: self.formula_notes.clone(),
         }
+    }
+}
+
+/// What the admin endpoints need to build status: cheap to clone, `Send`.
+#[derive(Clone)]
+pub struct StatusView {
+    pub(crate) registry: Registry,
+    pub(crate) writers: Vec<(String, Addr<DbWriter>)>,
+    pub(crate) worker: String,
+}
+
+impl StatusView {
+    /// What metrics and the dashboard show beyond the status document.
+    pub fn telemetry(&self) -> &crate::metrics::Telemetry {
+        self.registry.telemetry()
+    }
+
+    pub async fn status(&self) -> StatusDoc {
+        let in_use = self.pools_in_use().await;
+        let statuses = self.registry.snapshot();
+        StatusDoc {
+            workers: vec![WorkerDoc {
+                name: self.worker.clone(),
+                mappings: statuses
+                    .iter()
+                    .map(|s| format!("{}/{}", s.connection, s.object))
+                    .collect(),
+                last_heartbeat_ms_ago: 0,
+            }],
+            mappings: statuses
+                .iter()
+                .map(|s| {
+                    let in_use = in_use.get(&s.connection).copied().unwrap_or(0) as u64;
+                    self.registry.doc(s, in_use)
+                })
+                .collect(),
+        }
+    }
+
+    /// Connections each connection's pool has handed out, by connection name.
+    pub async fn pools_in_use(&self) -> HashMap<String, u32> {
+        let mut in_use = HashMap::new();
+        for (name, w) in &self.writers {
+            in_use.insert(name.clone(), w.send(PoolInUse).await.unwrap_or(0) as u32);
+        }
+        in_use
+    }
+
+    /// The connection's DbWriter, for reads outside the data path (`ctl errors`).
+    pub fn writer(&self, connection: &str) -> Option<Addr<DbWriter>> {
+        self.writers
+            .iter()
+            .find(|(name, _)| name == connection)
+            .map(|(_, w)| w.clone())
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn worker(&self) -> &str {
+        &self.worker
     }
 }
 
 /// Moved to [`crate::metrics`]; kept here for callers that render metrics from a status alone.
 pub use crate::metrics::metrics_text;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_render_as_heroku_connect_names_and_read_back() {
+        for s in SyncState::ALL {
+            assert_eq!(SyncState::from_name(s.as_str()), Some(s));
+        }
+        assert_eq!(SyncState::DataSynced.to_string(), "DATA_SYNCED");
+        assert_eq!(SyncState::from_name("SOMETHING_ELSE"), None);
+        assert_eq!(SyncState::from_row("SOMETHING_ELSE"), SyncState::Initial);
+    }
+}

@@ -10,18 +10,16 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use driftless_core::config::{Config, ConnectionConfig};
-use driftless_core::dml;
-use driftless_core::ident::QualifiedName;
 use driftless_core::mapping::{resolve, ResolvedMapping};
-use driftless_core::state::{MappingKey, MAPPING_STATE_TABLE};
+use driftless_core::state::MappingKey;
 use salesforce::{QueryOperation, Record};
 use tokio::sync::mpsc;
 
-use crate::db_writer::{copy_and_merge, copy_rows, DbWriter};
+use crate::db_writer::{Batch, Close, Compare, DbWriter};
 use crate::error::{NodeError, Result};
 use crate::rows::{Row, RowBuilder};
-use crate::run::validate;
-use crate::sf::{self, ReadCost, RecordSink};
+use crate::salesforce_client::{self as sf, ReadCost, RecordSink};
+use crate::validate::validate;
 
 #[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
@@ -46,6 +44,9 @@ pub struct MappingReport {
     pub repaired: i64,
     /// Differences left after the repair (all of them without `repair`).
     pub remaining: i64,
+    /// Why the repair wrote nothing: a record Postgres rejects (the sync quarantines such a
+    /// record; verify reports it as a difference rather than aborting).
+    pub repair_error: Option<String>,
 }
 
 impl MappingReport {
@@ -73,29 +74,23 @@ pub async fn verify(config: &Config, opts: &VerifyOptions) -> Result<Vec<Mapping
                 continue;
             }
             matched = true;
-            let mapping = Arc::new(
-                resolve(&v.mapping, &v.describe)
-                    .map_err(|e| NodeError::Config(format!("{e:?}")))?,
-            );
+            let mapping = Arc::new(resolve(&v.mapping, &v.describe).map_err(|errors| {
+                let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                NodeError::config(format!("{}: {}", v.mapping.object_name, text.join("; ")))
+            })?);
             reports
                 .push(verify_mapping(conn, &writer, mapping, &v.mapping.object_name, opts).await?);
         }
-        let _ = writer.send(crate::db_writer::Shutdown).await;
+        let _ = writer.send(Close).await;
     }
     if !matched {
-        return Err(NodeError::Config(format!(
+        return Err(NodeError::config(format!(
             "no mapping matches --connection {} --mapping {}",
             opts.connection.as_deref().unwrap_or("*"),
             opts.mapping.as_deref().unwrap_or("*")
         )));
     }
     Ok(reports)
-}
-
-enum Batch {
-    Rows(Vec<Row>),
-    /// Every record was sent: only then may the comparison (and a repair) run.
-    End,
 }
 
 struct Sender {
@@ -191,143 +186,4 @@ async fn verify_mapping(
     let mut report = compared??;
     report.salesforce_records = records;
     Ok(report)
-}
-
-#[derive(Message)]
-#[rtype(result = "Result<MappingReport>")]
-struct Compare {
-    key: MappingKey,
-    mapping: Arc<ResolvedMapping>,
-    rx: mpsc::Receiver<Batch>,
-    repair: bool,
-    max_listed: i64,
-}
-
-impl Handler<Compare> for DbWriter {
-    type Result = ResponseFuture<Result<MappingReport>>;
-    fn handle(&mut self, msg: Compare, _: &mut Self::Context) -> Self::Result {
-        let pool = self.pool().clone();
-        Box::pin(async move {
-            let mut obj = pool.get().await?;
-            let client: &mut tokio_postgres::Client = &mut obj;
-            compare(client, msg).await
-        })
-    }
-}
-
-async fn compare(client: &mut tokio_postgres::Client, mut msg: Compare) -> Result<MappingReport> {
-    let schema = msg.key.schema.clone();
-    let mapping = msg.mapping.clone();
-    let tx = client.transaction().await?;
-    tx.batch_execute(&dml::create_staging_table(&schema, &mapping))
-        .await?;
-    loop {
-        match msg.rx.recv().await {
-            Some(Batch::Rows(rows)) => copy_rows(&tx, &schema, &mapping, &rows).await?,
-            Some(Batch::End) => break,
-            None => return Err(NodeError::Stopped("salesforce read")),
-        }
-    }
-    let diff = differences_sql(&msg.key, &mapping);
-    let counts = count_differences(&tx, &diff).await?;
-    let examples = tx
-        .query(
-            &format!("SELECT kind, sfid FROM ({diff}) d ORDER BY kind, sfid LIMIT $1"),
-            &[&msg.max_listed],
-        )
-        .await?
-        .iter()
-        .map(|r| {
-            (
-                r.get::<_, String>(0),
-                r.get::<_, Option<String>>(1).unwrap_or_default(),
-            )
-        })
-        .collect();
-    let mut report = MappingReport {
-        connection: msg.key.connection.clone(),
-        object: msg.key.object.clone(),
-        counts,
-        examples,
-        ..Default::default()
-    };
-    report.remaining = report.differences();
-    if msg.repair && report.remaining > 0 {
-        // The staging rows are already there: merge them with no new COPY.
-        let (deleted, changed) = copy_and_merge(&tx, &schema, &mapping, &msg.key, &[]).await?;
-        let target = QualifiedName::new(&schema, &mapping.table);
-        let stage = dml::staging_table(&schema, &mapping);
-        let extra = tx
-            .execute(
-                &format!(
-                    "DELETE FROM {target} t WHERE t.sfid IS NULL OR NOT EXISTS \
-                     (SELECT 1 FROM {stage} s WHERE s.sfid = t.sfid)"
-                ),
-                &[],
-            )
-            .await? as i64;
-        report.repaired = deleted + changed + extra;
-        tx.execute(
-            &format!(
-                "UPDATE {schema}.\"{MAPPING_STATE_TABLE}\" SET drift_records = drift_records + $3, \
-                 updated_at = now() WHERE connection = $1 AND object_name = $2"
-            ),
-            &[&msg.key.connection, &msg.key.object, &report.repaired],
-        )
-        .await?;
-        report.remaining = count_differences(&tx, &diff)
-            .await?
-            .iter()
-            .map(|(_, n)| n)
-            .sum();
-    }
-    tx.commit().await?;
-    Ok(report)
-}
-
-async fn count_differences(
-    tx: &tokio_postgres::Transaction<'_>,
-    diff: &str,
-) -> Result<Vec<(String, i64)>> {
-    Ok(tx
-        .query(
-            &format!("SELECT kind, count(*) FROM ({diff}) d GROUP BY kind ORDER BY kind"),
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect())
-}
-
-fn differences_sql(key: &MappingKey, mapping: &ResolvedMapping) -> String {
-    let target = QualifiedName::new(&key.schema, &mapping.table);
-    let stage = dml::staging_table(&key.schema, mapping);
-    let cols = dml::staging_columns(mapping);
-    let fields = &cols[3..];
-    let values_differ = if fields.is_empty() {
-        String::new()
-    } else {
-        let list = |p: &str| {
-            fields
-                .iter()
-                .map(|(c, _)| format!("{p}.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        format!(" OR ROW({}) IS DISTINCT FROM ROW({})", list("t"), list("s"))
-    };
-    format!(
-        "SELECT 'missing'::text AS kind, s.sfid::text AS sfid FROM {stage} s \
-           WHERE NOT s.isdeleted AND NOT EXISTS (SELECT 1 FROM {target} t WHERE t.sfid = s.sfid) \
-         UNION ALL \
-         SELECT 'stale', s.sfid FROM {stage} s JOIN {target} t ON t.sfid = s.sfid \
-           WHERE NOT s.isdeleted AND (t.systemmodstamp IS DISTINCT FROM s.systemmodstamp{values_differ}) \
-         UNION ALL \
-         SELECT 'deleted_in_salesforce', s.sfid FROM {stage} s JOIN {target} t ON t.sfid = s.sfid \
-           WHERE s.isdeleted \
-         UNION ALL \
-         SELECT 'not_in_salesforce', t.sfid FROM {target} t \
-           WHERE t.sfid IS NULL OR NOT EXISTS (SELECT 1 FROM {stage} s WHERE s.sfid = t.sfid)"
-    )
 }

@@ -4,7 +4,7 @@
 //! the initial load and some after it (read by primary polls), then every Postgres column is
 //! compared with the simulator's value, and verify must report 0 differences.
 
-mod common;
+use driftless_testkit as common;
 
 use std::time::Duration;
 

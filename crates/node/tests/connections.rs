@@ -4,7 +4,7 @@
 //! application_name every 50 ms) and never more than `secondary_concurrency` secondary polls run
 //! at once (the pool's own high-water mark, served on `/metrics`).
 
-mod common;
+use driftless_testkit as common;
 
 use std::time::Duration;
 

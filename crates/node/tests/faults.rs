@@ -5,7 +5,7 @@
 //! The hung requests are cut by `connection.salesforce.request_timeout_secs = 3`: with the default
 //! 120 s, each of them would stall its mapping for two minutes, past this test's waits.
 
-mod common;
+use driftless_testkit as common;
 
 use std::time::Duration;
 

@@ -10,7 +10,7 @@
 //! two of scheduling lag on a loaded machine cannot let a commit land after its window's secondary
 //! poll (which would be real, unrepaired drift: the delay must exceed the longest transaction).
 
-mod common;
+use driftless_testkit as common;
 
 use std::time::Duration;
 
@@ -371,7 +371,10 @@ async fn a_mapping_that_does_not_match_the_describe_is_a_configuration_error() {
         Ok(_) => panic!("engine started with a bad mapping"),
         Err(e) => e,
     };
-    assert!(matches!(err, driftless_node::NodeError::Config(_)), "{err}");
+    assert!(
+        matches!(err, driftless_node::NodeError::Config { .. }),
+        "{err}"
+    );
     assert!(
         err.to_string()
             .contains("config.fields.Bogus__c: no such field on Account"),
@@ -623,7 +626,8 @@ async fn interrupted_load_resumes(bulk_threshold: u64) {
         .get(0);
     assert!(loaded < TOTAL, "the stop came mid-load: {loaded} rows");
     assert!(covered > 0 && covered <= loaded, "{covered} of {loaded}");
-    // Commits of 400 rows: batch_rows from the config file, not the engine's 1000.
+    // Commits of 400 rows (REST: batch_rows from the config file, not the engine's 1000), or
+    // whole PK chunks of 10,000 (the fresh Bulk load commits one chunk per transaction).
     assert_eq!(committed, loaded);
     assert_eq!(committed % 400, 0, "{committed} rows committed");
 

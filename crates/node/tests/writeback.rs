@@ -5,7 +5,7 @@
 //! runtime is dropped, so every task dies at its next await and Postgres rolls back whatever was
 //! open), which is what kill -9 does to the process as far as Postgres and Salesforce can tell.
 
-mod common;
+use driftless_testkit as common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -677,7 +677,18 @@ async fn crash_mid_batch_then_restart_loses_and_duplicates_nothing() {
     const ROWS: i64 = 3000;
     let db = TestDb::create().await;
     let sim = start_sim().await;
-    let config = write_config_with(&db, &sim.info, &setup(), MAPPINGS);
+    // The composite path's crash: 3,000 pending rows would go by Bulk under the default
+    // bulk_write_threshold, whose crash test is in crates/driftless/tests/writeback_crash.rs.
+    let config = write_config_ext(
+        &db,
+        &sim.info,
+        &setup(),
+        MAPPINGS,
+        &ConfigExtra {
+            sync: "bulk_write_threshold = 1000000\n".into(),
+            ..ConfigExtra::default()
+        },
+    );
     let engine = EngineThread::start(config.clone()).await;
     let pg = db.client().await;
     wait_until("initial load", Duration::from_secs(60), || async {

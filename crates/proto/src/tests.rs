@@ -31,7 +31,18 @@ fn stats() -> cluster::MappingStats {
             pending: 3,
             sent: 120,
             failed: 1,
+            merged: 2,
+            mode: "ordered".into(),
+            path: "bulk".into(),
         }),
+        notify: Some(cluster::NotifyCounters {
+            enabled: true,
+            events: 240,
+            polls_triggered: 31,
+            gaps: 2,
+        }),
+        formula_refreshed: 500,
+        formula_notes: vec!["Odd__c: refreshed every formula_refresh_secs only".into()],
     }
 }
 
@@ -121,7 +132,17 @@ fn admin_messages_round_trip() {
             pending: 0,
             sent: 5,
             failed: 0,
+            ..Default::default()
         }),
+        last_error: Some("postgres: 42501: permission denied".into()),
+        notify: Some(admin::NotifyCounters {
+            enabled: true,
+            events: 240,
+            polls_triggered: 31,
+            gaps: 0,
+        }),
+        formula_refreshed: 500,
+        formula_notes: vec!["Odd__c: refreshed every formula_refresh_secs only".into()],
     };
     round_trip(admin::StatusReply {
         workers: vec![admin::WorkerStatus {

@@ -12,45 +12,15 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::http::{Auth, Call, Http, Target};
 use crate::secret::Secret;
 
-/// How a connection logs in. Secrets are [`Secret`]s, so `Debug` never shows them.
-#[derive(Clone, Debug)]
-pub enum Credentials {
-    /// `grant_type=password`; `password` is the password with the security token appended.
-    Password {
-        username: String,
-        password: Secret,
-        client_id: String,
-        client_secret: Secret,
-    },
-    /// `grant_type=client_credentials` (the connected app's run-as user).
-    ClientCredentials {
-        client_id: String,
-        client_secret: Secret,
-    },
-    /// `grant_type=refresh_token`. A rotated refresh token in the answer replaces this one.
-    RefreshToken {
-        client_id: String,
-        client_secret: Option<Secret>,
-        refresh_token: Secret,
-    },
-    /// `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer` with an RS256 assertion signed
-    /// by `private_key_pem` (PKCS#1 or PKCS#8). `audience` defaults to the login URL.
-    JwtBearer {
-        client_id: String,
-        username: String,
-        private_key_pem: Secret,
-        audience: Option<String>,
-    },
-}
+pub use driftless_secret::{Credentials, PrivateKey};
 
-impl Credentials {
-    fn grant(&self) -> &'static str {
-        match self {
-            Credentials::Password { .. } => "password",
-            Credentials::ClientCredentials { .. } => "client_credentials",
-            Credentials::RefreshToken { .. } => "refresh_token",
-            Credentials::JwtBearer { .. } => "jwt_bearer",
-        }
+/// The flow's name in logs.
+fn grant(credentials: &Credentials) -> &'static str {
+    match credentials {
+        Credentials::Password { .. } => "password",
+        Credentials::ClientCredentials { .. } => "client_credentials",
+        Credentials::RefreshToken { .. } => "refresh_token",
+        Credentials::JwtBearer { .. } => "jwt_bearer",
     }
 }
 
@@ -155,17 +125,11 @@ impl TokenCache {
             long_running: false,
         }
         .header("accept", "application/json");
-        tracing::debug!(grant = credentials.grant(), "logging in");
-        let response: TokenResponse = http.execute_json(&call, None).await.map_err(|e| {
-            // 401/403 from the token endpoint mean the credentials, not a session, are bad.
-            if matches!(e.kind(), ErrorKind::InvalidSession | ErrorKind::Rejected) {
-                Error::new(ErrorKind::Authentication, e.message().to_owned())
-                    .with_code(e.code().unwrap_or("login_refused").to_owned())
-                    .with_route("oauth2.token")
-            } else {
-                e
-            }
-        })?;
+        tracing::debug!(grant = grant(&credentials), "logging in");
+        let response: TokenResponse = http
+            .execute_json(&call, None)
+            .await
+            .map_err(|e| self.login_error(e))?;
         if let (Some(new), Credentials::RefreshToken { refresh_token, .. }) =
             (&response.refresh_token, &mut *self.credentials.lock())
         {
@@ -184,13 +148,50 @@ impl TokenCache {
             })
             .unwrap_or_else(|| (response.instance_url.clone(), String::new()));
         self.logins.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(grant = credentials.grant(), org_id = %org_id, "logged in");
+        tracing::info!(grant = grant(&credentials), org_id = %org_id, "logged in");
         Ok(Token {
             access_token: response.access_token,
             instance_url: response.instance_url.trim_end_matches('/').to_owned(),
             org_id,
             user_id,
         })
+    }
+
+    /// Says which login URL answered what, since a wrong `login_url` otherwise surfaces as a
+    /// "not found" that callers would read as a missing object.
+    fn login_error(&self, e: Error) -> Error {
+        let url = &self.login_url;
+        match e.kind() {
+            // 401/403 from the token endpoint mean the credentials, not a session, are bad.
+            ErrorKind::InvalidSession | ErrorKind::Rejected | ErrorKind::Authentication => {
+                Error::new(
+                    ErrorKind::Authentication,
+                    format!("login at {url} refused: {}", e.message()),
+                )
+                .with_status_opt(e.status())
+                .with_code(e.code().unwrap_or("login_refused").to_owned())
+                .with_route("oauth2.token")
+            }
+            ErrorKind::NotFound => Error::new(
+                ErrorKind::Config,
+                format!(
+                    "login URL {url} answered 404 to POST /services/oauth2/token: \
+                     it is not a Salesforce login endpoint"
+                ),
+            )
+            .with_status_opt(e.status())
+            .with_route("oauth2.token"),
+            ErrorKind::Protocol => Error::new(
+                ErrorKind::Config,
+                format!(
+                    "login URL {url} did not answer like a Salesforce login endpoint: {}",
+                    e.message()
+                ),
+            )
+            .with_status_opt(e.status())
+            .with_route("oauth2.token"),
+            _ => e,
+        }
     }
 
     fn form(&self, credentials: &Credentials) -> Result<Vec<(&'static str, String)>> {
@@ -233,11 +234,18 @@ impl TokenCache {
             Credentials::JwtBearer {
                 client_id,
                 username,
-                private_key_pem,
+                private_key,
                 audience,
             } => {
                 let audience = audience.as_deref().unwrap_or(&self.login_url);
-                let assertion = jwt_assertion(client_id, username, audience, private_key_pem)?;
+                let pem = private_key.pem().map_err(|e| {
+                    let file = match private_key {
+                        PrivateKey::File(path) => path.display().to_string(),
+                        PrivateKey::Pem(_) => String::new(),
+                    };
+                    Error::config(format!("cannot read private_key_file {file}: {e}"))
+                })?;
+                let assertion = jwt_assertion(client_id, username, audience, &pem)?;
                 vec![
                     (
                         "grant_type",

@@ -134,7 +134,19 @@ impl Client {
             };
             call = call.header("sforce-enable-pkchunking", &value);
         }
-        let (headers, body) = self.bytes(&call).await?;
+        // A create whose answer was lost may have left an empty open job behind; failing the
+        // poll would retry it with a new job all the same, so it is resent here. An empty job
+        // holds no batch and reads nothing.
+        let mut attempt = 1;
+        let (headers, body) = loop {
+            match self.bytes(&call).await {
+                Err(err) if unanswered(&err) && attempt < UNANSWERED_ATTEMPTS => {
+                    tracing::warn!(object, error = %err, "create-job unanswered; sending again");
+                    attempt += 1;
+                }
+                answer => break answer?,
+            }
+        };
         let job_id = parse_job_id(&headers, &body)?;
         let mut job = BulkV1Job {
             client: self.clone(),
@@ -144,19 +156,7 @@ impl Client {
             pk_chunked: options.pk_chunking.is_some(),
         };
         for soql in soqls {
-            // Resending a batch would run its window twice; only resend what never arrived.
-            let call = Call::new(
-                "bulk_v1.batch",
-                Auth::Session,
-                self.async_path(&format!("job/{}/batch", job.id)),
-            )
-            .with_body(Method::POST, soql.clone(), "text/csv")
-            .not_idempotent();
-            let (headers, body) = self.bytes(&call).await?;
-            let batch = parse_batches(&headers, &body)?
-                .into_iter()
-                .next()
-                .ok_or_else(|| Error::protocol("no batchInfo in add-batch answer"))?;
+            let batch = job.add_batch(soql).await?;
             job.batches.push(batch);
         }
         job.set_state("Closed").await?;
@@ -180,6 +180,56 @@ impl Client {
         job.batches = job.list_batches().await?;
         Ok(job)
     }
+}
+
+impl BulkV1Job {
+    /// Adds one batch. Resending a batch would run its window twice, so an add whose answer was
+    /// lost (a timeout, a dropped connection: the server may or may not have it) is settled by
+    /// listing the job's batches: batches are added one at a time, so a batch beyond the ones
+    /// already recorded is this one. Only a batch the server never got is sent again.
+    async fn add_batch(&self, soql: &str) -> Result<BatchInfo> {
+        let call = Call::new(
+            "bulk_v1.batch",
+            Auth::Session,
+            self.client.async_path(&format!("job/{}/batch", self.id)),
+        )
+        .with_body(Method::POST, soql.to_owned(), "text/csv")
+        .not_idempotent();
+        let mut attempt = 0;
+        loop {
+            let err = match self.client.bytes(&call).await {
+                Ok((headers, body)) => {
+                    return parse_batches(&headers, &body)?
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| Error::protocol("no batchInfo in add-batch answer"))
+                }
+                Err(err) => err,
+            };
+            attempt += 1;
+            if !unanswered(&err) || attempt >= UNANSWERED_ATTEMPTS {
+                return Err(err);
+            }
+            tracing::warn!(job_id = %self.id, error = %err, "add-batch unanswered; checking the job's batches");
+            if let Some(arrived) = self
+                .list_batches()
+                .await?
+                .into_iter()
+                .nth(self.batches.len())
+            {
+                return Ok(arrived);
+            }
+        }
+    }
+}
+
+/// How many times an unanswered create or add-batch is sent before the poll fails (and is retried
+/// whole).
+const UNANSWERED_ATTEMPTS: u32 = 4;
+
+/// No answer came (a timeout, a dropped connection): the server may or may not have acted.
+fn unanswered(err: &Error) -> bool {
+    err.kind() == ErrorKind::Transient && err.status().is_none()
 }
 
 impl BulkV1Job {

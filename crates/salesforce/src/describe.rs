@@ -173,6 +173,9 @@ pub struct FieldDescribe {
     pub id_lookup: bool,
     #[serde(default)]
     pub calculated: bool,
+    /// The formula of a calculated field.
+    #[serde(default)]
+    pub calculated_formula: Option<String>,
     #[serde(default)]
     pub custom: bool,
     #[serde(default)]

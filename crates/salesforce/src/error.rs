@@ -242,6 +242,11 @@ impl Error {
         self
     }
 
+    pub(crate) fn with_status_opt(mut self, status: Option<u16>) -> Error {
+        self.status = status;
+        self
+    }
+
     pub(crate) fn with_code(mut self, code: impl Into<String>) -> Error {
         self.code = Some(code.into());
         self

@@ -49,6 +49,7 @@
 
 mod auth;
 mod backoff;
+mod bulk_ingest;
 mod bulk_v1;
 mod bulk_v2;
 mod composite;
@@ -57,6 +58,7 @@ mod describe;
 mod error;
 mod http;
 mod paged_csv;
+mod pubsub;
 mod query;
 mod record;
 mod replication;
@@ -70,8 +72,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use auth::Credentials;
+pub use auth::{Credentials, PrivateKey};
 pub use backoff::{Backoff, PollSchedule};
+pub use bulk_ingest::{
+    Cell, IngestCsv, IngestJob, IngestJobInfo, IngestOperation, IngestReport, RowOutcome,
+};
 pub use bulk_v1::{BatchInfo, BatchState, BulkV1Job, BulkV1Options};
 pub use bulk_v2::{BulkV2Job, BulkV2JobInfo};
 pub use composite::{SObject, SaveError, SaveResult, UpsertResult};
@@ -79,6 +84,10 @@ pub use describe::{
     FieldDescribe, FieldType, GlobalDescribe, PicklistValue, SObjectDescribe, SObjectSummary,
 };
 pub use error::{kind_for_code, Action, Error, ErrorKind, Result};
+pub use pubsub::{
+    change_event_topic, Batch, ChangeEvent, ChangeType, PubSubConfig, ReplayFrom, Subscriber,
+    SubscriberStats, ALL_CHANGE_EVENTS, DEFAULT_PUBSUB_ENDPOINT,
+};
 pub use record::Record;
 pub use replication::{DeletedRecord, DeletedResult, UpdatedResult};
 pub use secret::Secret;
@@ -270,6 +279,17 @@ impl Client {
             .await?
             .access_token
             .clone())
+    }
+
+    /// The current session (logs in if needed).
+    pub(crate) async fn session(&self) -> Result<Arc<auth::Token>> {
+        self.inner.tokens.token(&self.inner.http).await
+    }
+
+    /// Replaces `stale` with a fresh session, unless another caller already did: the one
+    /// renewal every API of this connection shares.
+    pub(crate) async fn renew_session(&self, stale: &Arc<auth::Token>) -> Result<Arc<auth::Token>> {
+        self.inner.tokens.renew(&self.inner.http, stale).await
     }
 
     /// Successful logins so far (the first one plus every renewal).

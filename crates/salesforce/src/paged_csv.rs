@@ -36,6 +36,10 @@ pub(crate) enum Pages {
 struct OpenPage {
     resp: Response,
     decoder: CsvDecoder,
+    /// Received bytes not yet decoded (see [`OFFLOAD_BYTES`]).
+    pending: Vec<u8>,
+    /// The body broke after `pending` arrived: its rows go out first, then this error.
+    broken: Option<Error>,
     eof: bool,
     /// Rows decoded from this fetch of the page, skipped ones included.
     rows: u64,
@@ -176,6 +180,8 @@ impl PagedCsv {
         Ok(Some(OpenPage {
             resp,
             decoder: CsvDecoder::new(b','),
+            pending: Vec::new(),
+            broken: None,
             eof: false,
             rows: 0,
             expected_rows,
@@ -302,15 +308,56 @@ async fn read_row(page: &mut OpenPage, client: &Client) -> Result<Option<Record>
                 .clone();
             return Ok(Some(Record::new(header, row)));
         }
+        if let Some(err) = page.broken.take() {
+            return Err(err);
+        }
         if page.eof {
             return Ok(None);
         }
-        match page.resp.chunk(client.usage_tracker()).await? {
-            Some(chunk) => page.decoder.feed(&chunk)?,
+        let chunk = match page.resp.chunk(client.usage_tracker()).await {
+            Ok(chunk) => chunk,
+            // The rows that arrived before the break are yielded first, as if nothing were
+            // pending: they count as yielded, so the page's re-fetch skips them.
+            Err(err) if !page.pending.is_empty() => {
+                let rest = std::mem::take(&mut page.pending);
+                page.decoder.feed(&rest)?;
+                page.broken = Some(err);
+                continue;
+            }
+            Err(err) => return Err(err),
+        };
+        match chunk {
+            Some(chunk) => {
+                page.pending.extend_from_slice(&chunk);
+                if page.pending.len() >= OFFLOAD_BYTES {
+                    decode_off_runtime(page).await?;
+                }
+            }
             None => {
+                let rest = std::mem::take(&mut page.pending);
+                page.decoder.feed(&rest)?;
                 page.decoder.finish()?;
                 page.eof = true;
             }
         }
     }
+}
+
+/// Bytes gathered before they are decoded on the blocking pool: decoding is the CPU-heavy part of
+/// a download, and a runtime thread decoding a large result would stall every other task on it.
+const OFFLOAD_BYTES: usize = 64 * 1024;
+
+async fn decode_off_runtime(page: &mut OpenPage) -> Result<()> {
+    let input = std::mem::take(&mut page.pending);
+    // The decoder is moved to the blocking thread and back; should this future be dropped
+    // meanwhile, the page it belongs to is dropped with it.
+    let mut decoder = std::mem::replace(&mut page.decoder, CsvDecoder::new(b','));
+    let (decoder, result) = tokio::task::spawn_blocking(move || {
+        let result = decoder.feed(&input);
+        (decoder, result)
+    })
+    .await
+    .map_err(|e| Error::protocol(format!("csv decoding stopped: {e}")))?;
+    page.decoder = decoder;
+    result
 }

@@ -30,8 +30,12 @@ impl Write for Capture {
 #[test]
 fn no_credential_reaches_the_logs() {
     let sim_runtime = tokio::runtime::Runtime::new().unwrap();
-    let sim = sim_runtime.block_on(sim_with(&[("Account", 1200)], |c| c.tls = true));
+    let sim = sim_runtime.block_on(sim_with(&[("Account", 1200)], |c| {
+        c.tls = true;
+        c.pubsub_keepalive = std::time::Duration::from_millis(200);
+    }));
     let info = sim.info.clone();
+    let pubsub_endpoint = sim.pubsub_endpoint.clone();
 
     tracing_log::LogTracer::init().expect("log bridge");
     let capture = Capture::default();
@@ -103,6 +107,18 @@ fn no_credential_reaches_the_logs() {
             // A renewal, retries and a failed query, all logged at TRACE.
             set(json!({"session_expiry_secs": 1, "http_error_rate": 0.3})).await;
             tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+            // The Pub/Sub subscriber meets the expired session first and renews it.
+            let mut sub = salesforce::Subscriber::new(
+                client.clone(),
+                salesforce::PubSubConfig::new(pubsub_endpoint.clone()),
+                salesforce::change_event_topic("Account"),
+                salesforce::ReplayFrom::Latest,
+            );
+            let batch = tokio::time::timeout(std::time::Duration::from_secs(20), sub.next())
+                .await
+                .expect("a keepalive in time")
+                .expect("subscribed");
+            tracing::info!(?batch, stats = ?sub.stats(), "subscribed");
             client.count("SELECT COUNT() FROM Account").await.unwrap();
             tokens.push(client.access_token().await.unwrap());
             set(json!({"session_expiry_secs": 0, "http_error_rate": 0})).await;

@@ -46,6 +46,32 @@ async fn every_grant_logs_in() {
     let err = Client::connect(config(info, bad)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Authentication, "{err}");
     assert_eq!(err.action(), Action::Fail);
+    assert!(
+        err.to_string()
+            .contains(&format!("login at {} refused", info.login_url)),
+        "{err}"
+    );
+    sim.stop().await;
+}
+
+/// A login URL that is not a Salesforce login endpoint is a configuration error that says so,
+/// not a "not found" a caller would read as a missing object.
+#[tokio::test]
+async fn a_login_url_answering_404_is_named_as_not_a_login_endpoint() {
+    let sim = sim(&[]).await;
+    let info = &sim.info;
+    let wrong = format!("{}/not-a-login-endpoint", info.login_url);
+    let mut cfg = config(info, password(info));
+    cfg.login_url = wrong.clone();
+    let err = Client::connect(cfg).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert_eq!(err.status(), Some(404), "{err}");
+    assert!(
+        err.to_string().contains(&format!(
+            "login URL {wrong} answered 404 to POST /services/oauth2/token: it is not a Salesforce login endpoint"
+        )),
+        "{err}"
+    );
     sim.stop().await;
 }
 
@@ -210,6 +236,43 @@ async fn bulk_v1_several_batches_stream_through_faults() {
         3,
         "no batch was submitted twice"
     );
+    sim.stop().await;
+}
+
+/// The server carries an add-batch out and the answer is lost: the batch must be found on the
+/// job, not sent again (a window read twice), and the job must still be submitted.
+#[tokio::test]
+async fn bulk_v1_batches_whose_answer_was_lost_are_not_sent_twice() {
+    let sim = sim(&[("Account", 600)]).await;
+    let client = client(&sim.info).await;
+    let windows = id_windows(&client, "Account", 3).await;
+    let live = live_ids(&sim, "Account").await;
+    for round in 1..=2u64 {
+        set_faults(&sim, json!({"lost_answer_rate": 0.3})).await;
+        let job = client
+            .bulk_v1_query(
+                "Account",
+                QueryOperation::QueryAll,
+                &windows,
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+        clear_faults(&sim).await;
+        assert_eq!(job.batches().len(), 3);
+        let mut all = HashSet::new();
+        for batch in job.batches() {
+            for id in drain_ids(job.stream_batch(&batch.id)).await {
+                assert!(all.insert(id), "a record came from two batches");
+            }
+        }
+        assert_eq!(all, live);
+        assert_eq!(
+            stats(&sim).await["bulk_v1"]["batches"].as_u64().unwrap(),
+            3 * round,
+            "no batch was submitted twice"
+        );
+    }
     sim.stop().await;
 }
 

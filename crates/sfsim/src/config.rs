@@ -24,6 +24,15 @@ pub struct SimConfig {
     /// The URL clients are told to use (login and instance URL) when it differs from the
     /// listen address, e.g. a container's service name behind `--listen 0.0.0.0:8443`.
     pub public_url: Option<String>,
+    /// Where the Pub/Sub API (gRPC, TLS) listens; port 0 picks a free port.
+    pub pubsub_listen: String,
+    /// How long change events are retained for replay.
+    pub cdc_retention_secs: u64,
+    /// An idle Subscribe stream gets an empty keepalive response this often (Salesforce: within
+    /// 270 s).
+    pub pubsub_keepalive: std::time::Duration,
+    /// Describe JSON files whose objects are added to the org (`--objects`).
+    pub objects: Vec<PathBuf>,
 }
 
 impl Default for SimConfig {
@@ -41,6 +50,10 @@ impl Default for SimConfig {
             bulk_rows_per_sec: None,
             cert_dir: None,
             public_url: None,
+            pubsub_listen: "127.0.0.1:0".into(),
+            cdc_retention_secs: crate::cdc::DEFAULT_RETENTION_SECS,
+            pubsub_keepalive: std::time::Duration::from_secs(60),
+            objects: vec![],
         }
     }
 }
@@ -60,6 +73,25 @@ pub struct SimInfo {
     pub client_secret: String,
     pub refresh_token: String,
     pub ca_cert: Option<String>,
+}
+
+impl SimInfo {
+    /// The `[connection.salesforce]` table of a driftless.toml that logs in to this simulator,
+    /// with the password as `${SF_PASSWORD}` so that it stays in the environment, as a real
+    /// config keeps it, and `client_secret` as given (the value, or a `${VAR}` of its own).
+    pub fn salesforce_toml(&self, client_secret: &str) -> String {
+        format!(
+            r#"[connection.salesforce]
+login_url = "{}"
+auth = "password"
+username = "{}"
+password = "${{SF_PASSWORD}}"
+client_id = "{}"
+client_secret = "{}"
+"#,
+            self.login_url, self.username, self.client_id, client_secret
+        )
+    }
 }
 
 pub const USERNAME: &str = "admin@driftless.sim";

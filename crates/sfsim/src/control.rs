@@ -20,6 +20,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/faults", web::delete().to(clear_faults))
             .route("/faults", web::get().to(get_faults))
             .route("/stats", web::get().to(stats))
+            .route("/cdc", web::get().to(cdc_events))
+            .route("/clock", web::post().to(set_clock))
+            .route("/clock", web::get().to(get_clock))
             .route("/export/{object}", web::get().to(export)),
     );
 }
@@ -67,11 +70,13 @@ async fn set_faults(state: web::Data<AppState>, body: web::Bytes) -> HttpRespons
         return bad_request(format!("faults: {e}"));
     }
     *state.faults.write() = faults.clone();
+    state.cdc.apply_faults(&faults);
     HttpResponse::Ok().json(faults)
 }
 
 async fn clear_faults(state: web::Data<AppState>) -> HttpResponse {
     *state.faults.write() = Faults::default();
+    state.cdc.apply_faults(&Faults::default());
     HttpResponse::Ok().json(Faults::default())
 }
 
@@ -80,25 +85,105 @@ async fn get_faults(state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn stats(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(state.stats.to_json(state.org.open_txn_count()))
+    let mut body = state.stats.to_json(state.org.open_txn_count());
+    body["cdc"] = state.cdc.counts_json();
+    HttpResponse::Ok().json(body)
+}
+
+/// `{"offset_secs":N}` sets the formula clock N seconds ahead of real time, `{"advance_secs":N}`
+/// moves it N seconds further, `{"now":"RFC 3339"}` sets it to that instant; `{}` reads it.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockRequest {
+    offset_secs: Option<i64>,
+    advance_secs: Option<i64>,
+    now: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn clock_json(state: &AppState, recomputed: usize) -> serde_json::Value {
+    json!({
+        "now": state.org.formula_now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "offset_secs": state.org.clock_offset_secs(),
+        "recomputed_records": recomputed,
+    })
+}
+
+async fn set_clock(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+    let req: ClockRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(format!("clock: {e}")),
+    };
+    let current = state.org.clock_offset_secs();
+    let offset = match (req.offset_secs, req.advance_secs, req.now) {
+        (Some(o), None, None) => o,
+        (None, Some(a), None) => current.saturating_add(a),
+        (None, None, Some(t)) => (t - chrono::Utc::now()).num_seconds(),
+        (None, None, None) => return HttpResponse::Ok().json(clock_json(&state, 0)),
+        _ => return bad_request("clock: give one of offset_secs, advance_secs or now"),
+    };
+    let org = state.org.clone();
+    // Recomputing every time-dependent formula holds the store's write lock: off the async workers.
+    match web::block(move || org.set_clock_offset(offset)).await {
+        Ok(n) => HttpResponse::Ok().json(clock_json(&state, n)),
+        Err(e) => HttpResponse::InternalServerError().json(json!({"error": e.to_string()})),
+    }
+}
+
+async fn get_clock(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(clock_json(&state, 0))
+}
+
+async fn cdc_events(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.cdc.to_json())
+}
+
+#[derive(serde::Deserialize)]
+struct ExportQuery {
+    /// `Id,Name,...`: only these fields, in this order (default: every field).
+    fields: Option<String>,
 }
 
 /// Every committed record of the object, deleted ones included, as quoted CSV with a header of
-/// every field; streamed in chunks so a million records never sit in one buffer.
-async fn export(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
+/// every field (or of `?fields=`); streamed in chunks so a million records never sit in one
+/// buffer.
+async fn export(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<ExportQuery>,
+) -> HttpResponse {
     let org = state.org.clone();
     let object = match org.object_index(&path) {
         Ok(o) => o,
         Err(e) => return HttpResponse::NotFound().json(json!({"error": e.message})),
     };
-    let records: Vec<Record> = org.read(|t| t[object].iter().cloned().collect());
     let def = &org.schema.objects[object];
+    let columns: Vec<usize> = match &query.fields {
+        None => (0..def.fields.len()).collect(),
+        Some(list) => {
+            let mut cols = Vec::new();
+            for name in list.split(',').map(str::trim) {
+                match def
+                    .fields
+                    .iter()
+                    .position(|f| f.name.eq_ignore_ascii_case(name))
+                {
+                    Some(i) => cols.push(i),
+                    None => {
+                        return HttpResponse::BadRequest()
+                            .json(json!({"error": format!("no field {name} on {}", def.name)}))
+                    }
+                }
+            }
+            cols
+        }
+    };
+    let records: Vec<Record> = org.read(|t| t[object].iter().cloned().collect());
     let mut header = String::new();
-    for (i, f) in def.fields.iter().enumerate() {
+    for (i, &c) in columns.iter().enumerate() {
         if i > 0 {
             header.push(',');
         }
-        csv_field_into(Some(&f.name), &mut header);
+        csv_field_into(Some(&def.fields[c].name), &mut header);
     }
     header.push('\n');
     const ROWS_PER_CHUNK: usize = 2_000;
@@ -107,11 +192,11 @@ async fn export(state: web::Data<AppState>, path: web::Path<String>) -> HttpResp
         .map(|c| c.to_vec())
         .collect::<Vec<_>>()
         .into_iter()
-        .map(|chunk| {
+        .map(move |chunk| {
             let mut out = String::with_capacity(chunk.len() * 256);
             let mut cell = String::new();
             for rec in chunk {
-                for (i, v) in rec.iter().enumerate() {
+                for (i, v) in columns.iter().map(|&c| &rec[c]).enumerate() {
                     if i > 0 {
                         out.push(',');
                     }

@@ -250,6 +250,8 @@ pub fn value_for(def: &ObjectDef, f: &FieldDef, i: u64, rng: &mut ChaCha8Rng) ->
             pick(rng, SUFFIXES)
         )),
         ("External_Id__c", _) => Value::text(format!("EXT-{:08}", i + 1)),
+        // Any other unique or External ID field (a loaded org's): distinct per record.
+        (_, t) if f.unique || f.external_id => unique_value(def, f, t, i),
         ("FirstName", _) => Value::text(pick(rng, FIRST)),
         ("LastName", _) => Value::text(pick(rng, LAST)),
         (_, FieldType::String) if f.name.contains("City") => Value::text(pick(rng, CITIES)),
@@ -338,6 +340,23 @@ pub fn value_for(def: &ObjectDef, f: &FieldDef, i: u64, rng: &mut ChaCha8Rng) ->
     }
 }
 
+/// The `i`-th record's value of a unique field, within its length.
+fn unique_value(def: &ObjectDef, f: &FieldDef, t: FieldType, i: u64) -> Value {
+    match t {
+        FieldType::Int => Value::Int((i as i64 + 1) % i32::MAX as i64),
+        FieldType::Double | FieldType::Currency | FieldType::Percent => {
+            Value::Double((i + 1) as f64)
+        }
+        FieldType::Email => Value::text(format!("unique{}@example.com", i + 1)),
+        _ => {
+            let code = format!("{}-{:08}", def.key_prefix, i + 1);
+            // A short field keeps the distinct end of the code.
+            let skip = code.len().saturating_sub(f.length.max(1) as usize);
+            Value::text(&code[skip..])
+        }
+    }
+}
+
 fn pick_owned(rng: &mut ChaCha8Rng, list: &[String]) -> String {
     list[rng.gen_range(0..list.len())].clone()
 }
@@ -345,17 +364,43 @@ fn pick_owned(rng: &mut ChaCha8Rng, list: &[String]) -> String {
 /// Loads a dataset spec in an order where every lookup target comes before the objects that
 /// point at it.
 pub fn generate_all(org: &Arc<Org>, spec: &[(String, u64)], seed: u64) -> Result<(), String> {
-    let rank = |name: &str| match name.to_ascii_lowercase().as_str() {
-        "account" => 0,
-        "contact" => 1,
-        _ => 2,
-    };
-    let mut ordered: Vec<&(String, u64)> = spec.iter().collect();
-    ordered.sort_by_key(|(name, _)| rank(name));
-    for (object, count) in ordered {
+    for (object, count) in load_order(org, spec) {
         generate(org, object, *count, seed)?;
     }
     Ok(())
+}
+
+/// The spec in an order where lookup targets come first (Account before Contact before Case, a
+/// loaded org's parents before their children); the spec's order breaks ties and cycles.
+fn load_order<'a>(org: &Org, spec: &'a [(String, u64)]) -> Vec<&'a (String, u64)> {
+    let targets = |name: &str| -> Vec<String> {
+        org.schema
+            .object(name)
+            .map(|d| {
+                d.fields
+                    .iter()
+                    .skip(crate::schema::F_SYSTEM_MODSTAMP + 1)
+                    .flat_map(|f| f.reference_to.iter())
+                    .filter(|t| !t.eq_ignore_ascii_case(name))
+                    .map(|t| t.to_ascii_lowercase())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut left: Vec<&(String, u64)> = spec.iter().collect();
+    let mut out = Vec::with_capacity(left.len());
+    while !left.is_empty() {
+        let pending: Vec<String> = left.iter().map(|(n, _)| n.to_ascii_lowercase()).collect();
+        let ready = left
+            .iter()
+            .position(|(n, _)| {
+                let me = n.to_ascii_lowercase();
+                targets(n).iter().all(|t| *t == me || !pending.contains(t))
+            })
+            .unwrap_or(0);
+        out.push(left.remove(ready));
+    }
+    out
 }
 
 /// Values for a new record created by the workload: every createable field the generator fills,

@@ -17,6 +17,10 @@ pub struct Faults {
     /// Requests that never answer; the client's timeout must fire.
     #[serde(default)]
     pub timeout_rate: f64,
+    /// Requests that are carried out but whose answer never comes (the connection hangs): the
+    /// client cannot tell them from a request that never arrived.
+    #[serde(default)]
+    pub lost_answer_rate: f64,
     #[serde(default)]
     pub bulk_batch_failure_rate: f64,
     /// Queries whose result has more rows than this fail with QUERY_TIMEOUT.
@@ -28,6 +32,18 @@ pub struct Faults {
     /// Daily API allowance; calls past it get REQUEST_LIMIT_EXCEEDED.
     #[serde(default)]
     pub api_quota: u64,
+    /// Change events that become `GAP_*` events: header and ids, no field data.
+    #[serde(default)]
+    pub cdc_gap_rate: f64,
+    /// A transaction changing more records than this yields one `GAP_OVERFLOW` event per entity.
+    #[serde(default)]
+    pub cdc_overflow_above: u64,
+    /// Change events silently lost, as Salesforce says can happen.
+    #[serde(default)]
+    pub cdc_drop_rate: f64,
+    /// Open Pub/Sub Subscribe streams are ended by the server after this many seconds.
+    #[serde(default)]
+    pub pubsub_stream_reset_secs: u64,
 }
 
 /// What the fault layer decided for one request.
@@ -36,6 +52,8 @@ pub enum Injected {
     None,
     Error(u16),
     Hang,
+    /// Carry the request out, then hang instead of answering.
+    LoseAnswer,
 }
 
 impl Faults {
@@ -43,7 +61,10 @@ impl Faults {
         for (name, rate) in [
             ("http_error_rate", self.http_error_rate),
             ("timeout_rate", self.timeout_rate),
+            ("lost_answer_rate", self.lost_answer_rate),
             ("bulk_batch_failure_rate", self.bulk_batch_failure_rate),
+            ("cdc_gap_rate", self.cdc_gap_rate),
+            ("cdc_drop_rate", self.cdc_drop_rate),
         ] {
             if !(0.0..=1.0).contains(&rate) {
                 return Err(format!("{name} must be between 0 and 1, got {rate}"));
@@ -76,6 +97,9 @@ impl Faults {
     pub fn draw(&self, rng: &mut impl Rng) -> Injected {
         if self.timeout_rate > 0.0 && rng.gen_bool(self.timeout_rate) {
             return Injected::Hang;
+        }
+        if self.lost_answer_rate > 0.0 && rng.gen_bool(self.lost_answer_rate) {
+            return Injected::LoseAnswer;
         }
         if self.http_error_rate > 0.0 && rng.gen_bool(self.http_error_rate) {
             return Injected::Error(self.error_status());

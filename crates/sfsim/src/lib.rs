@@ -1,9 +1,11 @@
 #![recursion_limit = "256"]
 //! The Salesforce org simulator behind `driftless sim`: an org store with commit-lag semantics,
-//! a SOQL engine, and the REST, SOAP, OAuth and Bulk APIs as real clients expect them.
+//! a SOQL engine, the REST, SOAP, OAuth and Bulk APIs as real clients expect them, and Change
+//! Data Capture over the Pub/Sub API.
 
 pub mod bulk_v1;
 pub mod bulk_v2;
+pub mod cdc;
 pub mod config;
 pub mod control;
 pub mod dataset;
@@ -12,6 +14,8 @@ pub mod faults;
 pub mod http;
 pub mod ids;
 pub mod login;
+pub mod objects_file;
+pub mod pubsub;
 pub mod rest;
 pub mod schema;
 pub mod server;
@@ -19,6 +23,7 @@ pub mod sessions;
 pub mod soql;
 pub mod stats;
 pub mod store;
+pub mod thread;
 pub mod tls;
 pub mod value;
 pub mod workload;

@@ -115,6 +115,10 @@ pub struct FieldDef {
     pub reference_to: Vec<String>,
     pub relationship_name: Option<String>,
     pub picklist_values: Vec<String>,
+    /// A formula or roll-up: computed by the org, never written by clients.
+    pub calculated: bool,
+    /// The formula of a calculated field, as describe's `calculatedFormula` gives it.
+    pub calculated_formula: Option<String>,
 }
 
 impl FieldDef {
@@ -148,8 +152,8 @@ impl FieldDef {
             "aiPredictionField": false,
             "autoNumber": false,
             "byteLength": if is_id || self.ftype == FieldType::Reference { 18 } else { byte_length },
-            "calculated": false,
-            "calculatedFormula": null,
+            "calculated": self.calculated,
+            "calculatedFormula": self.calculated_formula,
             "cascadeDelete": false,
             "caseSensitive": is_id || self.ftype == FieldType::Reference,
             "compoundFieldName": null,
@@ -356,6 +360,17 @@ impl Schema {
         objects.extend((1..=SYNC_OBJECTS).map(sync_object));
         Schema { objects }
     }
+
+    /// The standard org plus the objects of each `--objects` describe file.
+    pub fn with_object_files(files: &[std::path::PathBuf]) -> Result<Schema, String> {
+        let mut schema = Schema::standard();
+        let mut loaded = Vec::new();
+        for file in files {
+            loaded.extend(crate::objects_file::read(file).map_err(|e| e.to_string())?);
+        }
+        crate::objects_file::merge(&mut schema, loaded)?;
+        Ok(schema)
+    }
 }
 
 /// Builder shorthand: a field that is optional, createable and updateable.
@@ -387,7 +402,18 @@ fn f(name: &str, ftype: FieldType, length: u32) -> FieldDef {
         reference_to: vec![],
         relationship_name: None,
         picklist_values: vec![],
+        calculated: false,
+        calculated_formula: None,
     }
+}
+
+/// A formula field: computed by the org from `formula` whenever what it reads changes.
+fn formula(name: &str, ftype: FieldType, length: u32, text: &str) -> FieldDef {
+    let mut d = read_only(f(name, ftype, length));
+    d.calculated = true;
+    d.calculated_formula = Some(text.to_string());
+    d.defaulted_on_create = true;
+    d
 }
 
 fn label_of(name: &str) -> String {
@@ -446,7 +472,7 @@ fn reference(name: &str, to: &str, relationship: &str) -> FieldDef {
     d
 }
 
-fn system_fields(with_owner: bool) -> Vec<FieldDef> {
+pub(crate) fn system_fields(with_owner: bool) -> Vec<FieldDef> {
     let mut id = read_only(f("Id", FieldType::Id, 18));
     id.nillable = false;
     id.defaulted_on_create = true;
@@ -624,6 +650,12 @@ fn contact() -> ObjectDef {
             f("HasOptedOutOfEmail", FieldType::Boolean, 0),
             f("MailingCity", FieldType::String, 40),
             f("Description", FieldType::Textarea, 32000),
+            formula(
+                "Account_Summary__c",
+                FieldType::String,
+                1300,
+                "Account.Name & ' / ' & TEXT(Account.Industry)",
+            ),
         ],
     )
 }
@@ -656,6 +688,12 @@ fn opportunity() -> ObjectDef {
             f("IsPrivate", FieldType::Boolean, 0),
             f("NextStep", FieldType::String, 255),
             f("Description", FieldType::Textarea, 32000),
+            formula(
+                "Days_To_Close__c",
+                FieldType::Double,
+                0,
+                "CloseDate - TODAY()",
+            ),
         ],
     )
 }

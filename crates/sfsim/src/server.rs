@@ -1,4 +1,5 @@
-//! Starting and stopping a simulator: the org, its dataset, and the HTTP(S) listener.
+//! Starting and stopping a simulator: the org, its dataset, the HTTP(S) listener and the
+//! Pub/Sub (gRPC, TLS) listener.
 
 use crate::config::{SimConfig, SimInfo, CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME};
 use crate::faults::Faults;
@@ -7,7 +8,7 @@ use crate::schema::Schema;
 use crate::sessions::Sessions;
 use crate::store::Org;
 use crate::{bulk_v1, bulk_v2, control, dataset, login, rest, stats::Stats, workload};
-use actix_web::{middleware::from_fn, web, App, HttpServer};
+use actix_web::{middleware::from_fn, web, App};
 use anyhow::Context;
 use parking_lot::RwLock;
 
@@ -15,14 +16,25 @@ use parking_lot::RwLock;
 pub struct RunningSim {
     pub info: SimInfo,
     pub state: web::Data<AppState>,
+    /// `host:port` of the Pub/Sub API (gRPC over TLS, trusting `info.ca_cert`).
+    pub pubsub_endpoint: String,
     handle: actix_web::dev::ServerHandle,
+    pubsub: crate::pubsub::PubSubServer,
 }
 
 impl RunningSim {
-    /// Stops the workload and the listener; open transactions commit first.
+    /// Stops the workload and the listeners; open transactions commit first.
     pub async fn stop(self) {
         self.state.workload.stop_all(&self.state.org).await;
         self.handle.stop(true).await;
+        self.pubsub.stop().await;
+    }
+
+    /// The JSON line `driftless sim` prints when ready (SPEC.md section 2).
+    pub fn ready_line(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(&self.info).expect("SimInfo serialises");
+        v["pubsub_endpoint"] = serde_json::Value::String(self.pubsub_endpoint.clone());
+        v
     }
 
     pub fn base_url(&self) -> &str {
@@ -30,9 +42,27 @@ impl RunningSim {
     }
 }
 
+/// Time-dependent formulas change at midnight of the formula clock; this notices it. The task
+/// ends with the org.
+fn spawn_formula_day_check(org: &std::sync::Arc<Org>) {
+    let org = std::sync::Arc::downgrade(org);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let Some(org) = org.upgrade() else { return };
+            if let Err(e) =
+                tokio::task::spawn_blocking(move || org.refresh_formulas_if_day_changed()).await
+            {
+                tracing::warn!("formula day check: {e}");
+            }
+        }
+    });
+}
+
 /// Builds the org (with its dataset), binds the listener and starts serving.
 pub async fn start(config: SimConfig) -> anyhow::Result<RunningSim> {
-    let org = Org::new(Schema::standard());
+    let org = Org::new(Schema::with_object_files(&config.objects).map_err(anyhow::Error::msg)?);
     {
         let org = org.clone();
         let (spec, seed) = (config.dataset.clone(), config.seed);
@@ -49,16 +79,16 @@ pub async fn start(config: SimConfig) -> anyhow::Result<RunningSim> {
     } else {
         addr.ip().to_string()
     };
-    let tls = if config.tls || config.tls_cert.is_some() {
-        Some(crate::tls::setup(
-            config.tls_cert.as_deref(),
-            config.tls_key.as_deref(),
-            &config.tls_sans,
-            config.cert_dir.as_deref(),
-        )?)
-    } else {
-        None
-    };
+    // The Pub/Sub endpoint is TLS-only, so the certificate exists even when HTTP is plain.
+    let tls_setup = crate::tls::setup(
+        config.tls_cert.as_deref(),
+        config.tls_key.as_deref(),
+        &config.tls_sans,
+        config.cert_dir.as_deref(),
+    )?;
+    let (cert_pem, key_pem) = (tls_setup.cert_pem.clone(), tls_setup.key_pem.clone());
+    let ca_cert = tls_setup.ca_cert.display().to_string();
+    let tls = (config.tls || config.tls_cert.is_some()).then_some(tls_setup);
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url = match &config.public_url {
         Some(u) => u.trim_end_matches('/').to_owned(),
@@ -74,8 +104,15 @@ pub async fn start(config: SimConfig) -> anyhow::Result<RunningSim> {
         client_id: CLIENT_ID.into(),
         client_secret: CLIENT_SECRET.into(),
         refresh_token: sessions.refresh_token.clone(),
-        ca_cert: tls.as_ref().map(|t| t.ca_cert.display().to_string()),
+        ca_cert: Some(ca_cert),
     };
+    spawn_formula_day_check(&org);
+    let cdc = crate::cdc::ChangeLog::new(
+        &org.schema,
+        &org.admin_user_id,
+        std::time::Duration::from_secs(config.cdc_retention_secs),
+    );
+    org.set_commit_observer(cdc.clone());
     let state = web::Data::new(AppState {
         org,
         info: info.clone(),
@@ -86,10 +123,18 @@ pub async fn start(config: SimConfig) -> anyhow::Result<RunningSim> {
         bulk_v1: bulk_v1::BulkV1State::default(),
         bulk_v2: bulk_v2::BulkV2State::default(),
         workload: workload::Workloads::default(),
+        cdc,
         config,
     });
+    let pubsub = crate::pubsub::serve(
+        &state.config.pubsub_listen,
+        &cert_pem,
+        &key_pem,
+        state.clone(),
+    )
+    .await?;
     let app_state = state.clone();
-    let server = HttpServer::new(move || {
+    let app = move || {
         App::new()
             .app_data(app_state.clone())
             .app_data(web::PayloadConfig::new(256 * 1024 * 1024))
@@ -99,27 +144,19 @@ pub async fn start(config: SimConfig) -> anyhow::Result<RunningSim> {
             .configure(bulk_v1::routes)
             .configure(bulk_v2::routes)
             .configure(rest::routes)
-    })
-    .workers(
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-            .max(2),
-    )
-    .shutdown_timeout(5)
-    // Whoever embeds the simulator decides what a signal means (`driftless sim` stops it, the
-    // demo stops everything in order): actix must not stop the server on its own.
-    .disable_signals();
-    let server = match tls {
-        Some(t) => server.listen_rustls_0_23(listener, t.server)?,
-        None => server.listen(listener)?,
-    }
-    .run();
+    };
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .max(2);
+    let server = crate::http::serve::serve(listener, tls.map(|t| t.server), workers, app)?;
     let handle = server.handle();
     tokio::spawn(server);
     Ok(RunningSim {
         info,
         state,
+        pubsub_endpoint: pubsub.endpoint.clone(),
         handle,
+        pubsub,
     })
 }

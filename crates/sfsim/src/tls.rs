@@ -10,6 +10,9 @@ pub struct TlsSetup {
     pub server: rustls::ServerConfig,
     /// The PEM clients should trust (the generated CA, or the given certificate).
     pub ca_cert: PathBuf,
+    /// The served chain and its key, for listeners that take PEM (the Pub/Sub endpoint).
+    pub cert_pem: String,
+    pub key_pem: String,
 }
 
 pub fn setup(
@@ -45,17 +48,28 @@ pub fn setup(
     Ok(TlsSetup {
         server,
         ca_cert: ca_path,
+        cert_pem,
+        key_pem,
     })
 }
 
-fn generate(sans: &[String], dir: Option<&Path>) -> anyhow::Result<(String, String, PathBuf)> {
+/// A CA and a leaf it signed for 127.0.0.1, localhost and `sans`, as PEM.
+pub struct Generated {
+    pub ca_pem: String,
+    /// The served chain: leaf, then CA.
+    pub chain_pem: String,
+    pub key_pem: String,
+}
+
+/// Makes a CA and a server certificate it signed (`driftless cert`, and `--tls` without files).
+pub fn generate_pems(sans: &[String]) -> anyhow::Result<Generated> {
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    // A unique name per simulator: clients that trust several simulators' CAs in one bundle pick
+    // A unique name per CA: clients that trust several of them in one bundle pick
     // the issuer by name, and identical names make OpenSSL try the wrong key.
     let ca_name = format!(
-        "Driftless Simulator CA {}",
+        "Driftless CA {}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     );
     ca_params
@@ -75,7 +89,7 @@ fn generate(sans: &[String], dir: Option<&Path>) -> anyhow::Result<(String, Stri
     let mut leaf_params = CertificateParams::new(names)?;
     leaf_params
         .distinguished_name
-        .push(DnType::CommonName, "driftless sim");
+        .push(DnType::CommonName, "driftless");
     leaf_params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
@@ -83,14 +97,22 @@ fn generate(sans: &[String], dir: Option<&Path>) -> anyhow::Result<(String, Stri
     leaf_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key)?;
 
+    Ok(Generated {
+        ca_pem: ca.pem(),
+        chain_pem: format!("{}{}", leaf.pem(), ca.pem()),
+        key_pem: leaf_key.serialize_pem(),
+    })
+}
+
+fn generate(sans: &[String], dir: Option<&Path>) -> anyhow::Result<(String, String, PathBuf)> {
+    let made = generate_pems(sans)?;
     let dir = match dir {
         Some(d) => d.to_path_buf(),
         None => std::env::temp_dir().join(format!("driftless-sim-{}", uuid::Uuid::new_v4())),
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let ca_path = dir.join("sim-ca.pem");
-    std::fs::write(&ca_path, ca.pem()).with_context(|| format!("writing {}", ca_path.display()))?;
-    // The chain the server presents: leaf then CA.
-    let chain = format!("{}{}", leaf.pem(), ca.pem());
-    Ok((chain, leaf_key.serialize_pem(), ca_path))
+    std::fs::write(&ca_path, &made.ca_pem)
+        .with_context(|| format!("writing {}", ca_path.display()))?;
+    Ok((made.chain_pem, made.key_pem, ca_path))
 }

@@ -62,6 +62,20 @@ impl Sim {
         status_json(r).await
     }
 
+    /// Whether exactly `n` transactions are open.
+    async fn open_transactions(&self, n: u64) -> bool {
+        let stats: Value = self
+            .http
+            .get(format!("{}/_sim/stats", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        stats["open_transactions"] == n
+    }
+
     async fn query(&self, soql: &str) -> Value {
         let r = self
             .req(Method::GET, &format!("{V}/query"))
@@ -1193,19 +1207,16 @@ async fn updated_deleted_and_open_transactions() {
         }
     };
 
-    // A write whose transaction stays open: its Id is answered at once, the record is invisible,
-    // and latestDateCovered is held back to the transaction's start.
+    // A write whose transaction stays open: it is answered when it commits; until then the
+    // record is invisible and latestDateCovered is held back to the transaction's start.
     let before_write = chrono::Utc::now();
-    let r = s
-        .req(Method::POST, &format!("{V}/sobjects/Account"))
-        .header("X-Sim-Commit-Delay-Ms", "3000")
-        .json(&json!({"Name": "Slow"}))
-        .send()
-        .await
-        .unwrap();
-    let (st, created) = status_json(r).await;
-    assert_eq!(st, StatusCode::CREATED);
-    let id = created["id"].as_str().unwrap().to_string();
+    let pending = tokio::spawn(
+        s.req(Method::POST, &format!("{V}/sobjects/Account"))
+            .header("X-Sim-Commit-Delay-Ms", "3000")
+            .json(&json!({"Name": "Slow"}))
+            .send(),
+    );
+    wait_for("the write's open transaction", || s.open_transactions(1)).await;
     let (st, open) = updated(start.clone(), end.clone()).await;
     assert_eq!(st, StatusCode::OK, "{open}");
     let held = parse_sf(&open["latestDateCovered"]);
@@ -1213,24 +1224,23 @@ async fn updated_deleted_and_open_transactions() {
         held <= before_write + chrono::Duration::seconds(1),
         "{held}"
     );
+    let q = s.query("SELECT Id FROM Account WHERE Name = 'Slow'").await;
+    assert_eq!(q["totalSize"], 0);
+    assert!(!pending.is_finished(), "answered before its commit");
+
+    let (st, created) = status_json(pending.await.unwrap().unwrap()).await;
+    assert_eq!(st, StatusCode::CREATED);
+    let id = created["id"].as_str().unwrap().to_string();
+    // Read-your-own-write: visible the moment the response arrives.
+    assert_eq!(
+        s.get(&format!("{V}/sobjects/Account/{id}")).await.status(),
+        StatusCode::OK
+    );
     assert!(!open["ids"]
         .as_array()
         .unwrap()
         .iter()
         .any(|i| i == id.as_str()));
-    let q = s
-        .query(&format!("SELECT Id FROM Account WHERE Id = '{id}'"))
-        .await;
-    assert_eq!(q["totalSize"], 0);
-    assert_eq!(
-        s.get(&format!("{V}/sobjects/Account/{id}")).await.status(),
-        StatusCode::NOT_FOUND
-    );
-
-    wait_for("the delayed commit", || async {
-        s.get(&format!("{V}/sobjects/Account/{id}")).await.status() == StatusCode::OK
-    })
-    .await;
     let committed_at = chrono::Utc::now();
     let rec = s.get_json(&format!("{V}/sobjects/Account/{id}")).await;
     let stamp = parse_sf(&rec["SystemModstamp"]);
@@ -1378,6 +1388,11 @@ async fn ambiguous_external_id_is_300() {
         refresh_token: sessions.refresh_token.clone(),
         ca_cert: None,
     };
+    let cdc = sfsim::cdc::ChangeLog::new(
+        &org.schema,
+        &org.admin_user_id,
+        std::time::Duration::from_secs(60),
+    );
     let state = web::Data::new(AppState {
         org,
         info,
@@ -1389,6 +1404,7 @@ async fn ambiguous_external_id_is_300() {
         bulk_v1: Default::default(),
         bulk_v2: Default::default(),
         workload: Default::default(),
+        cdc,
     });
     let token = state.sessions.issue();
     let app = test::init_service(
@@ -1500,14 +1516,16 @@ async fn writes_wait_for_record_locks() {
         .await;
     let id = created["id"].as_str().unwrap().to_string();
     // The first update keeps its transaction (and the record's lock) open for 1.5 s.
-    let r = s
-        .req(Method::PATCH, &format!("{V}/sobjects/Account/{id}"))
-        .header("X-Sim-Commit-Delay-Ms", "1500")
-        .json(&json!({"Name": "First"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let first = tokio::spawn(
+        s.req(Method::PATCH, &format!("{V}/sobjects/Account/{id}"))
+            .header("X-Sim-Commit-Delay-Ms", "1500")
+            .json(&json!({"Name": "First"}))
+            .send(),
+    );
+    wait_for("the first update's open transaction", || {
+        s.open_transactions(1)
+    })
+    .await;
     let began = Instant::now();
     let (st, body) = s
         .send(
@@ -1523,18 +1541,24 @@ async fn writes_wait_for_record_locks() {
         began.elapsed()
     );
     assert_eq!(
+        first.await.unwrap().unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
         s.get_json(&format!("{V}/sobjects/Account/{id}")).await["Name"],
         "Second"
     );
 
-    let r = s
-        .req(Method::PATCH, &format!("{V}/sobjects/Account/{id}"))
-        .header("X-Sim-Commit-Delay-Ms", "1000")
-        .json(&json!({"Name": "Third"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let third = tokio::spawn(
+        s.req(Method::PATCH, &format!("{V}/sobjects/Account/{id}"))
+            .header("X-Sim-Commit-Delay-Ms", "1000")
+            .json(&json!({"Name": "Third"}))
+            .send(),
+    );
+    wait_for("the third update's open transaction", || {
+        s.open_transactions(1)
+    })
+    .await;
     let (st, res) = s
         .send(
             Method::PATCH,
@@ -1545,7 +1569,76 @@ async fn writes_wait_for_record_locks() {
     assert_eq!(st, StatusCode::OK);
     assert_eq!(res[0]["success"], true, "{res}");
     assert_eq!(
+        third.await.unwrap().unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
         s.get_json(&format!("{V}/sobjects/Account/{id}")).await["Name"],
         "Fourth"
     );
+}
+
+/// REST, composite collection and composite batch writes whose commit is delayed answer only once
+/// committed; queries running meanwhile are served (not queued behind them) and see nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_writes_answer_at_commit_while_queries_run() {
+    let s = Sim::start().await;
+    let delay = Duration::from_millis(1500);
+    let writes: Vec<(&str, Method, String, Value)> = vec![
+        (
+            "sobject create",
+            Method::POST,
+            format!("{V}/sobjects/Account"),
+            json!({"Name": "AtCommit 1"}),
+        ),
+        (
+            "composite collection",
+            Method::POST,
+            format!("{V}/composite/sobjects"),
+            json!({"allOrNone": true, "records": [{"attributes": {"type": "Account"}, "Name": "AtCommit 2"}]}),
+        ),
+        (
+            "composite batch",
+            Method::POST,
+            format!("{V}/composite/batch"),
+            json!({"batchRequests": [{"method": "POST", "url": "v62.0/sobjects/Account", "richInput": {"Name": "AtCommit 3"}}]}),
+        ),
+    ];
+    for (n, (what, method, path, body)) in writes.into_iter().enumerate() {
+        let name = format!("AtCommit {}", n + 1);
+        let soql = format!("SELECT COUNT() FROM Account WHERE Name = '{name}'");
+        let sent = Instant::now();
+        let pending = tokio::spawn(
+            s.req(method, &path)
+                .header("X-Sim-Commit-Delay-Ms", delay.as_millis().to_string())
+                .json(&body)
+                .send(),
+        );
+        let mut served_meanwhile = 0;
+        while !pending.is_finished() {
+            let started = sent.elapsed();
+            let seen = s.query(&soql).await["totalSize"].as_u64().unwrap();
+            // A query that began well before the commit cannot see it.
+            if started < delay - Duration::from_millis(300) {
+                assert_eq!(seen, 0, "{what}: visible before its commit");
+                served_meanwhile += 1;
+            }
+        }
+        let resp = pending.await.unwrap().unwrap();
+        assert!(resp.status().is_success(), "{what}: {}", resp.status());
+        assert!(
+            sent.elapsed() >= delay,
+            "{what} answered after {:?}, before its commit",
+            sent.elapsed()
+        );
+        assert!(
+            served_meanwhile > 0,
+            "{what}: no query was served while it waited"
+        );
+        assert_eq!(
+            s.query(&soql).await["totalSize"],
+            1,
+            "{what}: its own write, read after the response"
+        );
+    }
 }

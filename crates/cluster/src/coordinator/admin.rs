@@ -51,11 +51,23 @@ fn wire_to_admin(s: &MappingStats, worker: Option<String>, state: &str) -> admin
         api_calls: s.api_calls,
         db_connections_in_use: s.db_connections_in_use,
         errors: s.errors,
-        writes: s.writes.map(|w| admin::WriteCounters {
+        writes: s.writes.as_ref().map(|w| admin::WriteCounters {
             pending: w.pending,
             sent: w.sent,
             failed: w.failed,
+            merged: w.merged,
+            mode: w.mode.clone(),
+            path: w.path.clone(),
         }),
+        last_error: s.last_error.clone(),
+        notify: s.notify.map(|n| admin::NotifyCounters {
+            enabled: n.enabled,
+            events: n.events,
+            polls_triggered: n.polls_triggered,
+            gaps: n.gaps,
+        }),
+        formula_refreshed: s.formula_refreshed,
+        formula_notes: s.formula_notes.clone(),
     }
 }
 
@@ -342,7 +354,7 @@ impl AdminBackend for ClusterBackend {
                 .expect("checked by file()")
                 .clone();
             // Checked against the org's describe before anything changes, as at startup.
-            driftless_node::run::check_mappings(&conn, &incoming, "import file")
+            driftless_node::check_mappings(&conn, &incoming, "import file")
                 .await
                 .map_err(AdminError::from)?;
             let next = if req.replace {

@@ -18,6 +18,8 @@ use tokio_postgres::NoTls;
 
 pub use state::{Coordinator, Timing};
 
+use driftless_node::shutdown::{Shutdown, StopSignal};
+
 use crate::error::{ClusterError, Result};
 
 /// A running, active coordinator.
@@ -25,7 +27,7 @@ pub struct CoordinatorHandle {
     addr: SocketAddr,
     server: actix_web::dev::ServerHandle,
     coordinator: Arc<Coordinator>,
-    stop: tokio::sync::watch::Sender<bool>,
+    stop: Shutdown,
     watchdog: tokio::task::JoinHandle<Result<()>>,
 }
 
@@ -48,7 +50,7 @@ impl CoordinatorHandle {
     }
 
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
+        self.stop.trigger();
         self.server.stop(true).await;
         let _ = self.watchdog.await;
     }
@@ -119,9 +121,18 @@ pub async fn start(
         tracing::info!(workers, "leases extended for the takeover");
     }
     coordinator.reconcile().await?;
-    let (addr, server) = server::serve(coordinator.config.coordinator.listen, coordinator.clone())?;
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let watchdog = actix_rt::spawn(watchdog(lock, coordinator.clone(), server.clone(), stop_rx));
+    let (addr, server) = server::serve(
+        coordinator.config.coordinator.listen,
+        coordinator.config.coordinator.tls.as_ref(),
+        coordinator.clone(),
+    )?;
+    let stop = Shutdown::new();
+    let watchdog = actix_rt::spawn(watchdog(
+        lock,
+        coordinator.clone(),
+        server.clone(),
+        stop.signal(),
+    ));
     Ok(CoordinatorHandle {
         addr,
         server,
@@ -137,7 +148,7 @@ async fn watchdog(
     lock: StandbyLock,
     coordinator: Arc<Coordinator>,
     server: actix_web::dev::ServerHandle,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: StopSignal,
 ) -> Result<()> {
     let every = coordinator
         .timing
@@ -145,7 +156,7 @@ async fn watchdog(
         .min(Duration::from_secs(1));
     loop {
         tokio::select! {
-            _ = stop.changed() => {
+            _ = stop.stopped() => {
                 let _ = lock.release().await;
                 return Ok(());
             }

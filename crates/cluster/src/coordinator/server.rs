@@ -5,8 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
+use driftless_core::config::TlsFiles;
 use driftless_node::admin::service::{self, AdminBackend, Guard};
+use driftless_node::admin::start_listener;
 use driftless_node::dashboard;
 use driftless_proto::cluster::coordinator_service::{Deregister, Heartbeat, Register};
 use driftless_proto::cluster::{
@@ -23,6 +25,7 @@ type State = web::Data<Arc<Coordinator>>;
 
 pub(crate) fn serve(
     listen: SocketAddr,
+    tls: Option<&TlsFiles>,
     coordinator: Arc<Coordinator>,
 ) -> Result<(SocketAddr, actix_web::dev::ServerHandle)> {
     let guard = Guard::new(coordinator.admin_token.clone());
@@ -30,32 +33,17 @@ pub(crate) fn serve(
         coordinator: coordinator.clone(),
     });
     let state = web::Data::new(coordinator);
-    let server = HttpServer::new(move || {
-        let (backend, guard) = (backend.clone(), guard.clone());
-        App::new()
-            .app_data(state.clone())
-            .configure(move |cfg| service::configure(cfg, backend, guard))
-            .route(Register::PATH, web::post().to(register))
+    let (addr, handle) = start_listener(listen, tls, 2, move |cfg| {
+        cfg.app_data(state.clone());
+        service::configure(cfg, backend.clone(), guard.clone());
+        cfg.route(Register::PATH, web::post().to(register))
             .route(Heartbeat::PATH, web::post().to(heartbeat))
             .route(Deregister::PATH, web::post().to(deregister))
             .route("/api/v1/status", web::get().to(status_json))
             .route("/status", web::get().to(status_page))
-            .route("/metrics", web::get().to(metrics))
+            .route("/metrics", web::get().to(metrics));
     })
-    .workers(2)
-    .disable_signals()
-    .bind(listen)
-    .map_err(|e| {
-        ClusterError::Config(format!(
-            "coordinator.listen: cannot listen on {listen}: {e}"
-        ))
-    })?;
-    let addr = server.addrs().first().copied().ok_or_else(|| {
-        ClusterError::Config(format!("coordinator.listen: {listen} bound nothing"))
-    })?;
-    let server = server.run();
-    let handle = server.handle();
-    actix_rt::spawn(server);
+    .map_err(ClusterError::Config)?;
     tracing::info!(%addr, "coordinator listening");
     Ok((addr, handle))
 }
@@ -69,8 +57,8 @@ fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-async fn register(req: HttpRequest, body: web::Bytes, c: State) -> HttpResponse {
-    let msg = match accept::<Register>(&req, &body, &c.worker_token) {
+async fn register(req: HttpRequest, payload: web::Payload, c: State) -> HttpResponse {
+    let msg = match accept::<Register>(&req, payload, &c.worker_token).await {
         Ok(m) => m,
         Err(r) => return *r,
     };
@@ -111,8 +99,8 @@ async fn register(req: HttpRequest, body: web::Bytes, c: State) -> HttpResponse 
     })
 }
 
-async fn heartbeat(req: HttpRequest, body: web::Bytes, c: State) -> HttpResponse {
-    let msg = match accept::<Heartbeat>(&req, &body, &c.worker_token) {
+async fn heartbeat(req: HttpRequest, payload: web::Payload, c: State) -> HttpResponse {
+    let msg = match accept::<Heartbeat>(&req, payload, &c.worker_token).await {
         Ok(m) => m,
         Err(r) => return *r,
     };
@@ -178,8 +166,8 @@ async fn heartbeat_reply(
     })
 }
 
-async fn deregister(req: HttpRequest, body: web::Bytes, c: State) -> HttpResponse {
-    let msg = match accept::<Deregister>(&req, &body, &c.worker_token) {
+async fn deregister(req: HttpRequest, payload: web::Payload, c: State) -> HttpResponse {
+    let msg = match accept::<Deregister>(&req, payload, &c.worker_token).await {
         Ok(m) => m,
         Err(r) => return *r,
     };

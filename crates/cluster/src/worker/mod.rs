@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use driftless_core::secret::Secret;
+use driftless_node::shutdown::StopSignal;
 use driftless_proto::cluster::coordinator_service::{Deregister, Heartbeat, Register};
 use driftless_proto::cluster::{DeregisterRequest, HeartbeatRequest, LeaseStatus, RegisterRequest};
-use tokio::sync::watch;
 
 pub use runtime::Runtime;
 
@@ -31,18 +31,21 @@ pub struct WorkerOptions {
     pub dir: PathBuf,
     /// Rows per transaction and the like: the engine settings that are not in the config.
     pub run: driftless_node::RunOptions,
+    /// A CA (PEM) to trust for an HTTPS coordinator, besides the platform's roots.
+    pub ca_cert: Option<PathBuf>,
 }
 
-/// Runs until `stop` turns true (then deregisters, so its connections move at once) or the
+/// Runs until `stop` is triggered (then deregisters, so its connections move at once) or the
 /// coordinator refuses the token.
-pub async fn run(options: WorkerOptions, mut stop: watch::Receiver<bool>) -> Result<()> {
+pub async fn run(options: WorkerOptions, stop: StopSignal) -> Result<()> {
     let client = RpcClient::new(
         &options.coordinator,
         options.token.clone(),
         Duration::from_secs(10),
+        options.ca_cert.as_deref(),
     )?;
     let mut runtime = Runtime::start(&options)?;
-    let result = serve(&options, &client, &mut runtime, &mut stop).await;
+    let result = serve(&options, &client, &mut runtime, &stop).await;
     runtime.stop_all().await;
     result
 }
@@ -59,7 +62,7 @@ async fn serve(
     options: &WorkerOptions,
     client: &RpcClient,
     runtime: &mut Runtime,
-    stop: &mut watch::Receiver<bool>,
+    stop: &StopSignal,
 ) -> Result<()> {
     loop {
         let Some(mut lease) = register(options, client, stop).await? else {
@@ -67,7 +70,7 @@ async fn serve(
         };
         loop {
             tokio::select! {
-                _ = stop.changed() => {
+                _ = stop.stopped() => {
                     runtime.stop_all().await;
                     let _ = client
                         .call::<Deregister>(&DeregisterRequest {
@@ -119,9 +122,14 @@ async fn serve(
 async fn register(
     options: &WorkerOptions,
     client: &RpcClient,
-    stop: &mut watch::Receiver<bool>,
+    stop: &StopSignal,
 ) -> Result<Option<Lease>> {
-    let mut backoff = Duration::from_millis(200);
+    const RETRY: salesforce::Backoff = salesforce::Backoff {
+        base: Duration::from_millis(200),
+        cap: Duration::from_secs(5),
+        max_attempts: u32::MAX,
+    };
+    let mut attempt = 0;
     loop {
         let sent = Instant::now();
         match client
@@ -147,9 +155,9 @@ async fn register(
             Err(e) => return Err(e),
         }
         tokio::select! {
-            _ = stop.changed() => return Ok(None),
-            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.stopped() => return Ok(None),
+            _ = tokio::time::sleep(RETRY.ceiling(attempt)) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        attempt += 1;
     }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use driftless_core::config::{Config, CoordinatorConfig};
-use driftless_node::status::states;
+use driftless_node::SyncState;
 use driftless_node::{NodeHandle, RunOptions};
 use driftless_proto::cluster::{Assignment, ConnectionSpec, MappingStats};
 
@@ -31,8 +31,16 @@ struct Failed {
     error: String,
     epochs: BTreeMap<String, i64>,
     retry_at: Instant,
-    backoff: Duration,
+    /// Failed starts in a row before this one.
+    failures: u32,
 }
+
+/// Delays between attempts to start a connection: 1 s, 2 s, 4 s... up to a minute.
+const RESTART_BACKOFF: salesforce::Backoff = salesforce::Backoff {
+    base: Duration::from_secs(1),
+    cap: Duration::from_secs(60),
+    max_attempts: u32::MAX,
+};
 
 pub struct Runtime {
     options: WorkerOptions,
@@ -118,9 +126,8 @@ impl Runtime {
                     );
                 }
                 Err(e) => {
-                    let backoff = self.failed.get(&name).map_or(Duration::from_secs(1), |f| {
-                        (f.backoff * 2).min(Duration::from_secs(60))
-                    });
+                    let failures = self.failed.get(&name).map_or(0, |f| f.failures + 1);
+                    let backoff = RESTART_BACKOFF.ceiling(failures);
                     tracing::error!(connection = %name, error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot start connection");
                     self.failed.insert(
                         name,
@@ -128,7 +135,7 @@ impl Runtime {
                             error: e.to_string(),
                             epochs,
                             retry_at: Instant::now() + backoff,
-                            backoff,
+                            failures,
                         },
                     );
                 }
@@ -169,6 +176,7 @@ impl Runtime {
                 admin_token: None,
                 worker_token: None,
                 state_database_url: None,
+                tls: None,
             },
             connections: vec![conn],
         };
@@ -195,8 +203,12 @@ impl Runtime {
         }
         for (name, f) in &self.failed {
             for (object, epoch) in &f.epochs {
-                let mut doc =
-                    stats::placeholder(name, object, states::SYSTEM_ERROR, &self.options.name);
+                let mut doc = stats::placeholder(
+                    name,
+                    object,
+                    SyncState::SystemError.as_str(),
+                    &self.options.name,
+                );
                 doc.errors = 1;
                 out.push(stats::to_wire(&doc, *epoch, Some(f.error.clone())));
             }

@@ -250,5 +250,4 @@ impl<'a> Plan<'a> {
 }
 
 #[cfg(test)]
-#[path = "assign_tests.rs"]
 mod tests;

@@ -37,7 +37,7 @@ pub enum ClusterError {
     /// every mapping and register anew.
     #[error("worker {worker_id}: lease {lease_epoch} is no longer valid")]
     LeaseLost { worker_id: i64, lease_epoch: i64 },
-    #[error("cluster state query failed: {0}")]
+    #[error("cluster state query failed: {}", crate::pgerror::describe(.0))]
     Db(#[from] tokio_postgres::Error),
 }
 
@@ -577,5 +577,4 @@ impl StandbyLock {
 }
 
 #[cfg(test)]
-#[path = "store_tests.rs"]
 mod tests;

@@ -11,15 +11,29 @@
 //! - `connection.sync.secondary_enabled` (default true): turn secondary polls off, e.g. to measure
 //!   the drift they catch. `connection.sync.poll_margin_secs` (default 5): how far behind now a
 //!   window must end, for clock skew between this host and Salesforce.
-//! - `connection.sync.use_latest_date_covered` (default true): primary windows never end past
-//!   getUpdated's `latestDateCovered`. Off, primary polls read as Heroku Connect's do (up to now
-//!   minus the margin) and the secondary polls alone repair what long transactions commit late.
+//! - `connection.sync.use_latest_date_covered` (default false): on, primary windows never end past
+//!   getUpdated's `latestDateCovered`, which Salesforce moves in whole minutes (a change then takes
+//!   up to about 70 s to arrive). Off, primary polls read up to now minus the margin, and what a
+//!   long transaction commits late is read by the window's secondary poll, which waits for
+//!   `latestDateCovered` to pass the window's end (below).
+//! - `connection.sync.secondary_max_hold_secs` (default 1,800): the longest a due secondary poll
+//!   waits for `latestDateCovered` to reach its window's end; past it the poll runs anyway and the
+//!   mapping counts a warning (a transaction open that long may still escape both reads until the
+//!   next reload or verify). 0 turns the wait off.
 //! - `connection.salesforce.request_timeout_secs` (default 120): the longest wait for a Salesforce
 //!   response's headers before the request is retried. A hung request stalls its mapping this long.
 //! - `connection.sync.batch_rows` (default: the engine's, 50,000): rows per Postgres transaction on
 //!   the data path. Smaller batches commit progress more often and hold less memory.
 //! - `connection.sync.writeback_retention_days` (default 31, Heroku Connect's paid-plan retention):
 //!   how long settled write-back entries stay in `_trigger_log_archive` before they are purged.
+//! - `connection.sync.write_mode` (default `"merged"`): Heroku Connect's write algorithm,
+//!   `"merged"` (a record's pending changes go as one write) or `"ordered"` (each change in log
+//!   order; a failed insert holds its table's queue), see [`crate::writeback::WriteMode`].
+//! - `connection.sync.bulk_write_threshold` (default 2,000): more pending changes than this for a
+//!   mapping and write-back sends them as Bulk API 2.0 ingest jobs instead of composite calls.
+//! - `connection.sync.formula_refresh_secs` (default 3,600): how often the mapped formula fields of
+//!   a mapping are re-read on a timer (Id plus those fields only); a mapping overrides it with the
+//!   `formula_refresh_secs` key of its config in the mapping file.
 
 mod error;
 mod raw;
@@ -34,6 +48,7 @@ use toml::Spanned;
 
 use crate::ident::Ident;
 use crate::secret::Secret;
+use crate::writeback::WriteMode;
 use error::Source;
 use raw::{RawConnection, RawSalesforce, RawSync, S};
 
@@ -41,14 +56,19 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
 pub const DEFAULT_SCHEMA: &str = "salesforce";
 pub const DEFAULT_DB_POOL_SIZE: u32 = 4;
 pub const DEFAULT_LOGIN_URL: &str = "https://login.salesforce.com";
+/// Salesforce's Pub/Sub API (the client crate's `DEFAULT_PUBSUB_ENDPOINT`; core does not depend on it).
+pub const DEFAULT_PUBSUB_ENDPOINT: &str = "api.pubsub.salesforce.com:7443";
 pub const DEFAULT_API_VERSION: &str = "62.0";
 pub const DEFAULT_POLL_INTERVAL_SECS: u64 = 600;
 pub const DEFAULT_SECONDARY_DELAY_SECS: u64 = 300;
 pub const DEFAULT_SECONDARY_CONCURRENCY: u32 = 2;
+pub const DEFAULT_SECONDARY_MAX_HOLD_SECS: u64 = 1_800;
 pub const DEFAULT_BULK_THRESHOLD: u64 = 10_000;
 pub const DEFAULT_POLL_MARGIN_SECS: u64 = 5;
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 120;
 pub const DEFAULT_WRITEBACK_RETENTION_DAYS: u64 = 31;
+pub const DEFAULT_BULK_WRITE_THRESHOLD: u64 = 2_000;
+pub const DEFAULT_FORMULA_REFRESH_SECS: u64 = 3_600;
 /// Environment fallback for `coordinator.admin_token` (SPEC.md §1).
 pub const ADMIN_TOKEN_ENV: &str = "DRIFTLESS_ADMIN_TOKEN";
 
@@ -67,6 +87,15 @@ pub struct CoordinatorConfig {
     pub worker_token: Option<Secret>,
     /// Cluster state; `run` may do without it.
     pub state_database_url: Option<Secret>,
+    /// `tls_cert`/`tls_key`: the listener serves HTTPS with this certificate chain and key.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files of a TLS server: the certificate chain and its private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl CoordinatorConfig {
@@ -94,59 +123,15 @@ pub struct SalesforceConfig {
     pub login_url: String,
     pub api_version: String,
     pub ca_cert: Option<PathBuf>,
-    pub auth: SalesforceAuth,
+    pub auth: Credentials,
     pub request_timeout_secs: u64,
+    /// `host:port` of the Pub/Sub API (change events for `sf_notify_enabled` mappings).
+    pub pubsub_endpoint: String,
 }
 
-#[derive(Debug, Clone)]
-pub enum SalesforceAuth {
-    Password {
-        username: String,
-        password: Secret,
-        client_id: String,
-        client_secret: Secret,
-    },
-    ClientCredentials {
-        client_id: String,
-        client_secret: Secret,
-    },
-    RefreshToken {
-        client_id: String,
-        client_secret: Option<Secret>,
-        refresh_token: Secret,
-    },
-    Jwt {
-        client_id: String,
-        username: String,
-        private_key: PrivateKey,
-    },
-}
-
-#[derive(Debug, Clone)]
-pub enum PrivateKey {
-    Pem(Secret),
-    File(PathBuf),
-}
-
-impl SalesforceAuth {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SalesforceAuth::Password { .. } => "password",
-            SalesforceAuth::ClientCredentials { .. } => "client_credentials",
-            SalesforceAuth::RefreshToken { .. } => "refresh_token",
-            SalesforceAuth::Jwt { .. } => "jwt",
-        }
-    }
-
-    pub fn client_id(&self) -> &str {
-        match self {
-            SalesforceAuth::Password { client_id, .. }
-            | SalesforceAuth::ClientCredentials { client_id, .. }
-            | SalesforceAuth::RefreshToken { client_id, .. }
-            | SalesforceAuth::Jwt { client_id, .. } => client_id,
-        }
-    }
-}
+/// The login flow and its inputs: the client's own type (crate `driftless-secret`), so what the
+/// file says reaches the client unchanged.
+pub use driftless_secret::{Credentials, PrivateKey};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncConfig {
@@ -157,10 +142,16 @@ pub struct SyncConfig {
     pub secondary_enabled: bool,
     pub poll_margin_secs: u64,
     pub use_latest_date_covered: bool,
+    pub secondary_max_hold_secs: u64,
     /// Rows per transaction; `None` leaves it to the engine's `RunOptions`.
     pub batch_rows: Option<u64>,
     /// Days a settled write-back entry stays in `_trigger_log_archive`.
     pub writeback_retention_days: u64,
+    pub write_mode: WriteMode,
+    /// Pending changes of a mapping above which write-back uses Bulk API 2.0.
+    pub bulk_write_threshold: u64,
+    /// How often mapped formula fields are re-read on a timer (see `crate::formula`).
+    pub formula_refresh_secs: u64,
 }
 
 impl Default for SyncConfig {
@@ -172,9 +163,13 @@ impl Default for SyncConfig {
             bulk_threshold: DEFAULT_BULK_THRESHOLD,
             secondary_enabled: true,
             poll_margin_secs: DEFAULT_POLL_MARGIN_SECS,
-            use_latest_date_covered: true,
+            use_latest_date_covered: false,
+            secondary_max_hold_secs: DEFAULT_SECONDARY_MAX_HOLD_SECS,
             batch_rows: None,
             writeback_retention_days: DEFAULT_WRITEBACK_RETENTION_DAYS,
+            write_mode: WriteMode::default(),
+            bulk_write_threshold: DEFAULT_BULK_WRITE_THRESHOLD,
+            formula_refresh_secs: DEFAULT_FORMULA_REFRESH_SECS,
         }
     }
 }
@@ -226,6 +221,7 @@ fn build(src: &Source<'_>, raw: raw::RawConfig) -> Result<Config, ConfigError> {
             admin_token: raw::env_var(ADMIN_TOKEN_ENV).map(Secret::new),
             worker_token: None,
             state_database_url: None,
+            tls: None,
         },
         Some(c) => {
             let listen = match c.listen {
@@ -241,12 +237,27 @@ fn build(src: &Source<'_>, raw: raw::RawConfig) -> Result<Config, ConfigError> {
                     )
                 })?,
             };
+            let tls = match (c.tls_cert, c.tls_key) {
+                (None, None) => None,
+                (Some(cert), Some(key)) => Some(TlsFiles {
+                    cert: base.join(string(cert)),
+                    key: base.join(string(key)),
+                }),
+                (Some(one), None) | (None, Some(one)) => {
+                    return Err(src.error(
+                        Some(one.span()),
+                        "coordinator.tls_cert",
+                        "expected tls_cert and tls_key together",
+                    ))
+                }
+            };
             CoordinatorConfig {
                 listen,
                 admin_token: secret(c.admin_token)
                     .or_else(|| raw::env_var(ADMIN_TOKEN_ENV).map(Secret::new)),
                 worker_token: secret(c.worker_token),
                 state_database_url: secret(c.state_database_url),
+                tls,
             }
         }
     };
@@ -380,6 +391,10 @@ fn sync(src: &Source<'_>, rs: Option<RawSync>) -> Result<SyncConfig, ConfigError
         use_latest_date_covered: rs
             .use_latest_date_covered
             .unwrap_or(d.use_latest_date_covered),
+        secondary_max_hold_secs: match &rs.secondary_max_hold_secs {
+            Some(n) => non_negative(src, n, &k("secondary_max_hold_secs"))?,
+            None => d.secondary_max_hold_secs,
+        },
         poll_margin_secs: match &rs.poll_margin_secs {
             Some(n) => non_negative(src, n, &k("poll_margin_secs"))?,
             None => d.poll_margin_secs,
@@ -391,6 +406,27 @@ fn sync(src: &Source<'_>, rs: Option<RawSync>) -> Result<SyncConfig, ConfigError
         writeback_retention_days: match &rs.writeback_retention_days {
             Some(n) => positive(src, n, &k("writeback_retention_days"))?,
             None => d.writeback_retention_days,
+        },
+        write_mode: match &rs.write_mode {
+            Some(v) => WriteMode::parse(&v.get_ref().0).ok_or_else(|| {
+                src.error(
+                    Some(v.span()),
+                    &k("write_mode"),
+                    format!(
+                        "expected \"merged\" or \"ordered\", got {:?}",
+                        v.get_ref().0
+                    ),
+                )
+            })?,
+            None => d.write_mode,
+        },
+        bulk_write_threshold: match &rs.bulk_write_threshold {
+            Some(n) => non_negative(src, n, &k("bulk_write_threshold"))?,
+            None => d.bulk_write_threshold,
+        },
+        formula_refresh_secs: match &rs.formula_refresh_secs {
+            Some(n) => positive(src, n, &k("formula_refresh_secs"))?,
+            None => d.formula_refresh_secs,
         },
     })
 }
@@ -459,17 +495,17 @@ fn salesforce(
     }
     let req = |v: Option<S>| string(v.expect("checked above"));
     let auth = match kind.as_str() {
-        "password" => SalesforceAuth::Password {
+        "password" => Credentials::Password {
             username: req(rs.username),
             password: Secret::new(req(rs.password)),
             client_id: req(rs.client_id),
             client_secret: Secret::new(req(rs.client_secret)),
         },
-        "client_credentials" => SalesforceAuth::ClientCredentials {
+        "client_credentials" => Credentials::ClientCredentials {
             client_id: req(rs.client_id),
             client_secret: Secret::new(req(rs.client_secret)),
         },
-        "refresh_token" => SalesforceAuth::RefreshToken {
+        "refresh_token" => Credentials::RefreshToken {
             client_id: req(rs.client_id),
             client_secret: secret(rs.client_secret),
             refresh_token: Secret::new(req(rs.refresh_token)),
@@ -493,10 +529,11 @@ fn salesforce(
                     ))
                 }
             };
-            SalesforceAuth::Jwt {
+            Credentials::JwtBearer {
                 client_id: req(rs.client_id),
                 username: req(rs.username),
                 private_key,
+                audience: None,
             }
         }
     };
@@ -537,12 +574,30 @@ fn salesforce(
         Some(n) => positive(src, n, "connection.salesforce.request_timeout_secs")?,
         None => DEFAULT_REQUEST_TIMEOUT_SECS,
     };
+    let pubsub_endpoint = match rs.pubsub_endpoint {
+        None => DEFAULT_PUBSUB_ENDPOINT.to_owned(),
+        Some(e) => {
+            let s = e.get_ref().0.trim().to_owned();
+            let port_ok = s
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !port_ok || s.contains('/') {
+                return Err(src.error(
+                    Some(e.span()),
+                    "connection.salesforce.pubsub_endpoint",
+                    format!("expected host:port, got {s:?}"),
+                ));
+            }
+            s
+        }
+    };
     Ok(SalesforceConfig {
         login_url,
         api_version,
         ca_cert: rs.ca_cert.map(|c| base.join(string(c))),
         auth,
         request_timeout_secs,
+        pubsub_endpoint,
     })
 }
 

@@ -87,6 +87,8 @@ pub(super) struct RawCoordinator {
     pub admin_token: Option<S>,
     pub worker_token: Option<S>,
     pub state_database_url: Option<S>,
+    pub tls_cert: Option<S>,
+    pub tls_key: Option<S>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,6 +118,7 @@ pub(super) struct RawSalesforce {
     pub api_version: Option<S>,
     pub ca_cert: Option<S>,
     pub request_timeout_secs: Option<Spanned<i64>>,
+    pub pubsub_endpoint: Option<S>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,7 +130,11 @@ pub(super) struct RawSync {
     pub bulk_threshold: Option<Spanned<i64>>,
     pub secondary_enabled: Option<bool>,
     pub use_latest_date_covered: Option<bool>,
+    pub secondary_max_hold_secs: Option<Spanned<i64>>,
     pub poll_margin_secs: Option<Spanned<i64>>,
     pub batch_rows: Option<Spanned<i64>>,
     pub writeback_retention_days: Option<Spanned<i64>>,
+    pub write_mode: Option<S>,
+    pub bulk_write_threshold: Option<Spanned<i64>>,
+    pub formula_refresh_secs: Option<Spanned<i64>>,
 }

@@ -79,7 +79,7 @@ fn spec_example_loads() {
     assert_eq!(acme.salesforce.login_url, "http://127.0.0.1:8443");
     assert_eq!(acme.salesforce.api_version, "62.0");
     match &acme.salesforce.auth {
-        SalesforceAuth::Password {
+        Credentials::Password {
             username,
             password,
             client_secret,
@@ -115,7 +115,8 @@ fn defaults() {
         (600, 300, 2, 10000)
     );
     assert!(s.secondary_enabled);
-    assert!(s.use_latest_date_covered);
+    assert!(!s.use_latest_date_covered, "low latency by default");
+    assert_eq!(s.secondary_max_hold_secs, 1_800);
     assert_eq!(s.poll_margin_secs, 5);
     assert_eq!(s.batch_rows, None, "left to the engine unless set");
     assert_eq!(acme.salesforce.request_timeout_secs, 120);
@@ -298,7 +299,7 @@ fn auth_kinds_and_their_keys() {
         .auth
         .clone()
     {
-        SalesforceAuth::RefreshToken {
+        Credentials::RefreshToken {
             client_secret,
             refresh_token,
             ..
@@ -316,7 +317,7 @@ fn auth_kinds_and_their_keys() {
             "username = \"u\"\nprivate_key_file = \"keys/k.pem\"",
         );
     match &parse(&jwt).unwrap().connections[0].salesforce.auth {
-        SalesforceAuth::Jwt {
+        Credentials::JwtBearer {
             private_key: PrivateKey::File(p),
             ..
         } => assert_eq!(p, Path::new("/etc/driftless/keys/k.pem")),
@@ -414,4 +415,57 @@ fn writeback_retention_days() {
         e.ends_with("connection.sync.writeback_retention_days: expected a positive integer, got 0"),
         "{e}"
     );
+}
+
+#[test]
+fn write_mode_and_bulk_write_threshold() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.connections[0].sync.write_mode, WriteMode::Merged);
+    assert_eq!(c.connections[0].sync.bulk_write_threshold, 2_000);
+    let c = parse(
+        &(MINIMAL.to_owned()
+            + "\n[connection.sync]\nwrite_mode = \"ordered\"\nbulk_write_threshold = 0\n"),
+    )
+    .unwrap();
+    assert_eq!(c.connections[0].sync.write_mode, WriteMode::Ordered);
+    assert_eq!(c.connections[0].sync.bulk_write_threshold, 0);
+    let e = err(&(MINIMAL.to_owned() + "\n[connection.sync]\nwrite_mode = \"fast\"\n"));
+    assert!(
+        e.contains("connection.sync.write_mode: expected \"merged\" or \"ordered\", got \"fast\""),
+        "{e}"
+    );
+    let e = err(&(MINIMAL.to_owned() + "\n[connection.sync]\nbulk_write_threshold = -1\n"));
+    assert!(e.contains("connection.sync.bulk_write_threshold"), "{e}");
+}
+
+#[test]
+fn pubsub_endpoint_defaults_to_salesforce_and_must_be_host_and_port() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(
+        c.connections[0].salesforce.pubsub_endpoint,
+        "api.pubsub.salesforce.com:7443"
+    );
+    let c = parse(&MINIMAL.replace(
+        "client_secret = \"secret\"\n",
+        "client_secret = \"secret\"\npubsub_endpoint = \"127.0.0.1:7443\"\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.connections[0].salesforce.pubsub_endpoint,
+        "127.0.0.1:7443"
+    );
+    for bad in [
+        "https://api.pubsub.salesforce.com:7443",
+        "api.pubsub.salesforce.com",
+        ":7443",
+    ] {
+        let e = err(&MINIMAL.replace(
+            "client_secret = \"secret\"\n",
+            &format!("client_secret = \"secret\"\npubsub_endpoint = \"{bad}\"\n"),
+        ));
+        assert!(
+            e.contains("connection.salesforce.pubsub_endpoint: expected host:port"),
+            "{bad}: {e}"
+        );
+    }
 }

@@ -288,3 +288,41 @@ fn merge_replaces_named_mappings_only() {
         8
     );
 }
+
+#[test]
+fn misspelled_keys_inside_a_mapping_are_named_with_the_closest_known_key() {
+    let file = MappingFile::parse(
+        r#"{"mappings":[{"object_name":"Account","sf_notify_enabled":true,"config":{
+            "access":"read_only","sf_poling_seconds":60,"SF_NOTIFY_ENABLD":true,"colour":"red",
+            "fields":{"Id":{}},"applied_at":"2023-02-14T01:40:34Z","revision":3}}],"version":1}"#,
+    )
+    .unwrap();
+    let found: Vec<String> = file.unknown_keys().iter().map(|u| u.to_string()).collect();
+    assert_eq!(
+        found,
+        vec![
+            "mapping Account: unknown key `config.SF_NOTIFY_ENABLD`, ignored (did you mean `config.sf_notify_enabled`?)",
+            "mapping Account: unknown key `config.colour`, ignored",
+            "mapping Account: unknown key `config.sf_poling_seconds`, ignored (did you mean `config.sf_polling_seconds`?)",
+            "mapping Account: unknown key `sf_notify_enabled`, ignored (did you mean `config.sf_notify_enabled`?)",
+        ]
+    );
+}
+
+#[test]
+fn heroku_connect_exports_have_no_unknown_keys() {
+    let file = MappingFile::parse(HC_EXPORT).unwrap();
+    assert_eq!(file.unknown_keys(), vec![]);
+}
+
+#[test]
+fn a_misspelled_fields_key_is_named_in_the_error() {
+    let err = MappingFile::parse(
+        r#"{"mappings":[{"object_name":"Account","config":{"access":"read_only","feilds":{"Id":{}}}}]}"#,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "mapping Account: config.fields: missing key (found `feilds`: a misspelling of `fields`?)"
+    );
+}

@@ -24,6 +24,8 @@ use tokio_postgres::GenericClient;
 use crate::ident::{Ident, QualifiedName};
 use crate::window::Window;
 
+pub mod rejects;
+pub mod table_identity;
 mod windows;
 
 pub use windows::{
@@ -85,7 +87,7 @@ pub enum StateError {
         object: String,
         id: i64,
     },
-    #[error("bookkeeping query failed: {0}")]
+    #[error("bookkeeping query failed: {}", crate::pgerror::describe(.0))]
     Db(#[from] tokio_postgres::Error),
 }
 
@@ -148,6 +150,8 @@ pub struct Counters {
     pub secondary_rest_queries: i64,
     pub api_calls: i64,
     pub errors: i64,
+    /// Rows whose formula values a formula refresh changed (`crate::formula`).
+    pub formula_refreshed: i64,
 }
 
 /// One row of `_driftless_windows`: a closed primary window, awaiting or done with its secondary poll.
@@ -228,6 +232,7 @@ pub fn create_tables(schema: &Ident) -> Vec<String> {
     errors bigint NOT NULL DEFAULT 0,
     last_error text,
     updated_at timestamptz NOT NULL DEFAULT now(),
+    formula_refreshed bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (connection, object_name)
 )"
         ),
@@ -259,11 +264,68 @@ pub fn create_tables(schema: &Ident) -> Vec<String> {
     PRIMARY KEY (connection, object_name, sfid)
 )"
         ),
+        table_identity::columns(&state),
+        rejects::create_table(schema),
         format!(
             "CREATE INDEX IF NOT EXISTS \"_driftless_windows_secondary_due\" ON {windows} \
              (connection, object_name, secondary_due_at) WHERE secondary_done_at IS NULL"
         ),
+        // Added after the first release: ALTER so that existing state tables get them too.
+        format!(
+            "ALTER TABLE {state} ADD COLUMN IF NOT EXISTS notify_replay_id bytea, \
+             ADD COLUMN IF NOT EXISTS notify_replay_at timestamptz"
+
+        ),
+        // Added after the first release: an older state table gains it in place. Checked first,
+        // because ALTER TABLE locks the table even when the column exists, and mappings starting
+        // at once would deadlock on that lock and their claims.
+        format!(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute \
+             WHERE attrelid = '{state}'::regclass AND attname = 'formula_refreshed' AND NOT attisdropped) \
+             THEN ALTER TABLE {state} ADD COLUMN formula_refreshed bigint NOT NULL DEFAULT 0; END IF; END $$"
+        ),
     ]
+}
+
+/// Change-event progress, committed with the rows the events led to: every event of the
+/// connection's subscription up to `replay_id` has been acted on for this mapping. Fenced.
+pub async fn commit_notify(
+    client: &impl GenericClient,
+    key: &MappingKey,
+    epoch: i64,
+    replay_id: &[u8],
+) -> Result<(), StateError> {
+    let (schema, connection, object) = key.parts();
+    let sql = format!(
+        "UPDATE {t} SET notify_replay_id = $4, notify_replay_at = clock_timestamp(), \
+         updated_at = now() \
+         WHERE connection = $1 AND object_name = $2 AND owner_epoch = $3 RETURNING 1",
+        t = table(schema, MAPPING_STATE_TABLE)
+    );
+    let row = client
+        .query_opt(&sql, &[&connection, &object, &epoch, &replay_id])
+        .await?;
+    fenced_unless(row.is_some(), connection, object, epoch)
+}
+
+/// Where a connection's subscription resumes: of the stored replay ids of `objects`, the one
+/// committed longest ago. Replay ids are opaque, but events are acted on in stream order, so
+/// the oldest commit holds the earliest position and resuming there misses nothing for any of
+/// them (what the others already merged comes again and changes nothing). `None`: start at
+/// the latest event.
+pub async fn notify_resume_point(
+    client: &impl GenericClient,
+    schema: &Ident,
+    connection: &str,
+    objects: &[String],
+) -> Result<Option<Vec<u8>>, StateError> {
+    let sql = format!(
+        "SELECT notify_replay_id FROM {t} WHERE connection = $1 AND object_name = ANY($2) \
+         AND notify_replay_id IS NOT NULL ORDER BY notify_replay_at LIMIT 1",
+        t = table(schema, MAPPING_STATE_TABLE)
+    );
+    let row = client.query_opt(&sql, &[&connection, &objects]).await?;
+    Ok(row.map(|r| r.get(0)))
 }
 
 /// Takes ownership of a mapping with `epoch` (handed out by the coordinator, increasing per lease).
@@ -326,7 +388,7 @@ pub async fn load(
          initial_load_done, initial_load_cursor, primary_polls, primary_records, primary_bulk_jobs, \
          primary_bulk_batches, primary_rest_queries, secondary_polls, secondary_records, \
          drift_records, secondary_bulk_jobs, secondary_bulk_batches, secondary_rest_queries, \
-         api_calls, errors, last_error \
+         api_calls, errors, last_error, formula_refreshed \
          FROM {t} WHERE connection = $1 AND object_name = $2",
         t = table(schema, MAPPING_STATE_TABLE)
     );
@@ -356,9 +418,30 @@ pub async fn load(
             secondary_rest_queries: r.get(18),
             api_calls: r.get(19),
             errors: r.get(20),
+            formula_refreshed: r.get(22),
         },
         last_error: r.get(21),
     }))
+}
+
+/// Adds a formula refresh's changed rows and API calls to the mapping's counters. Fenced by the
+/// caller's transaction.
+pub async fn commit_formula_refresh(
+    client: &impl GenericClient,
+    key: &MappingKey,
+    refreshed: i64,
+    api_calls: i64,
+) -> Result<(), StateError> {
+    let (schema, connection, object) = key.parts();
+    let sql = format!(
+        "UPDATE {t} SET formula_refreshed = formula_refreshed + $3, api_calls = api_calls + $4, \
+         updated_at = now() WHERE connection = $1 AND object_name = $2",
+        t = table(schema, MAPPING_STATE_TABLE)
+    );
+    client
+        .execute(&sql, &[&connection, &object, &refreshed, &api_calls])
+        .await?;
+    Ok(())
 }
 
 /// Sets the Heroku Connect-style state (and the last error, cleared with `None`). Fenced.
@@ -461,7 +544,8 @@ pub async fn reset_for_reload(
     let (schema, connection, object) = key.parts();
     let sql = format!(
         "UPDATE {t} SET state = 'RELOAD_TABLE', synced_through = NULL, initial_load_done = false, \
-         initial_load_cursor = NULL, updated_at = now() \
+         initial_load_cursor = NULL, table_oid = NULL, table_filenode = NULL, table_rows = NULL, \
+         updated_at = now() \
          WHERE connection = $1 AND object_name = $2 AND owner_epoch = $3 RETURNING 1",
         t = table(schema, MAPPING_STATE_TABLE)
     );

@@ -18,7 +18,10 @@ const COLUMNS: &str =
 /// Moves every settled entry of the schema (SUCCESS, FAILED, READONLY, IGNORE, IGNORED, MERGED,
 /// REQUEUED) settled more than `min_age` ago to the archive, in one statement. A few minutes of
 /// `min_age` keeps recent successes visible to the read side's guard, which uses them to skip
-/// records read before the write reached Salesforce. Returns how many moved.
+/// records read before the write reached Salesforce. An entry whose id the archive already holds
+/// (an archived entry the application copied back with its id, leaving the archived one marked
+/// `REQUEUED`) stays in the live log, so the archived row is never overwritten. Returns how many
+/// moved.
 pub async fn archive_processed(
     client: &impl GenericClient,
     schema: &Ident,
@@ -29,6 +32,7 @@ pub async fn archive_processed(
     DELETE FROM {log}
     WHERE state IN ('SUCCESS', 'FAILED', 'READONLY', 'IGNORE', 'IGNORED', 'MERGED', 'REQUEUED')
       AND coalesce(processed_at, updated_at, created_at) <= now() - make_interval(secs => $1::float8)
+      AND NOT EXISTS (SELECT 1 FROM {archive} a WHERE a.id = {log}.id)
     RETURNING {COLUMNS}
 ), side AS (
     DELETE FROM {side} s USING moved m WHERE s.log_id = m.id

@@ -53,6 +53,15 @@ fn schema_sql(schema: &Ident) -> Vec<String> {
     last_error text
 )"
         ),
+        // Added after the first release of the table: a failure the application may re-send, and
+        // the representative an entry was folded into (Merged Writes).
+        format!("ALTER TABLE {side} ADD COLUMN IF NOT EXISTS failed_at timestamptz"),
+        format!("ALTER TABLE {side} ADD COLUMN IF NOT EXISTS merged_into integer"),
+        super::bulk_job::create_sql(schema),
+        format!(
+            "CREATE INDEX IF NOT EXISTS \"_driftless_writeback_merged_into\" ON {side} (merged_into) \
+             WHERE merged_into IS NOT NULL"
+        ),
         format!(
             "CREATE INDEX IF NOT EXISTS \"_driftless_trigger_log_record\" ON {log} (table_name, record_id, id)"
         ),

@@ -14,7 +14,7 @@ use crate::mapping::ResolvedMapping;
 
 fn guarding(stamp: &str) -> String {
     format!(
-        "(l.state IN ('NEW', 'PENDING') OR (l.state = 'SUCCESS' \
+        "(l.state IN ('NEW', 'PENDING') OR (l.state IN ('SUCCESS', 'MERGED') \
          AND {stamp} < date_trunc('second', w.claimed_at AT TIME ZONE 'UTC')))"
     )
 }

@@ -23,10 +23,14 @@
 //!
 //! # Queue and the idempotency protocol
 //!
-//! Per record (`table_name`, `record_id`) the log is replayed strictly in id order: [`claim_pending`]
-//! only ever hands out the oldest `NEW`/`PENDING` entry of a record, and only when it is `NEW` (or an
-//! abandoned `PENDING`, below), so a later change waits until the earlier one is done. Claiming is
-//! one statement with `FOR UPDATE SKIP LOCKED`: concurrent claimers never get the same entry.
+//! Per record (`table_name`, `record_id`) the log is replayed strictly in id order: [`claim`] only
+//! ever hands out a record's changes starting from its oldest `NEW`/`PENDING` entry, and only when
+//! that is `NEW` (or an abandoned `PENDING`, below), so a later change never overtakes an earlier
+//! one. Under Merged Writes (the default) a record's pending changes go as one write; under Ordered
+//! Writes each change goes alone, in log order, and a failed insert holds its table's queue (see
+//! the `claim` module for both, and for re-sends: FAILED set to `NEW`, archived entries copied
+//! back). Claiming is one statement with `FOR UPDATE SKIP LOCKED`: concurrent claimers never get
+//! the same entry.
 //!
 //! 1. Claim: `NEW` → `PENDING` (`updated_at` = claim time), attempt counter + 1. This commits
 //!    *before* Salesforce is called, so "this entry may have been sent" survives a crash.
@@ -60,31 +64,43 @@
 //!   whatever the session's DateStyle. `values` holds mapped columns only; `old` holds the system
 //!   columns too, minus `_hc_lastop`/`_hc_err` as in Connect.
 //! - read_only tables get no status trigger: a `PENDING` that no writer will ever clear would lie.
-//! - A `FAILED` entry does not hold back its record's later changes (Ordered Writes stops the whole
-//!   queue on a failed insert, §4.5). Instead an UPDATE of a record whose insert failed is handed
-//!   out with the whole current row, so fixing the row in Postgres is the retry.
+//! - Under Merged Writes a `FAILED` entry does not hold back its record's later changes. Instead an
+//!   UPDATE of a record whose insert failed is handed out with the whole current row, so fixing the
+//!   row in Postgres is the retry (Ordered Writes stops the table's queue instead, as Connect does).
+//! - A re-sent entry (FAILED set to `NEW`, or copied back from the archive) goes with the row as it
+//!   is now, not as it was captured: the application fixed the row, then asked for the retry.
+//! - The representative of a fold gets the merged values in its `values`, so what the log says was
+//!   sent is what was sent.
+//! - Heroku Connect's manual re-send functions (`hc_capture_*_from_row`) need the hstore extension;
+//!   without it they are not created (a warning), and nothing else is affected.
 //! - An accepted UPDATE leaves `_hc_lastop = 'UPDATED'` (the reference only shows `INSERTED` for
 //!   inserts); the read side's next version turns either into `SYNCED`.
 //! - Retry bookkeeping (attempts, not-before, claim time) lives in `_driftless_writeback`, since
 //!   Connect's columns have no room for it.
 
 mod archive;
+mod bulk_job;
 mod capture;
+mod claim;
 pub mod guard;
 mod hstore;
 mod queue;
+mod resend;
 mod status;
 
 use crate::ident::{Ident, QualifiedName};
 
 pub use archive::{archive_processed, purge_archive, DEFAULT_ARCHIVE_RETENTION};
+pub use bulk_job::{drop_bulk_job, open_bulk_jobs, save_bulk_job, BulkJob};
 pub use capture::{install_triggers, trigger_sql};
+pub use claim::{claim, WriteMode};
 pub use hstore::{encode_hstore, parse_hstore};
 pub(crate) use queue::upsert_column;
 pub use queue::{
-    claim_pending, mark_failed, mark_success, recover_in_flight, retry_later, Action, ClaimedEntry,
-    Failure, Retry, Sent, IN_FLIGHT_LEASE,
+    claim_pending, mark_failed, mark_success, pending_above, recover_in_flight, release_unsent,
+    retry_later, Action, ClaimedEntry, Failure, Retry, Sent, IN_FLIGHT_LEASE,
 };
+pub use resend::{install as install_resend_functions, ResendFunctions};
 pub use status::{
     counts, failed_count, failed_entries, pending_count, sent_count, Counts, FailedEntry,
 };
@@ -121,7 +137,7 @@ pub const WRITEBACK_TABLE: &str = "_driftless_writeback";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WritebackError {
-    #[error("write-back query failed: {0}")]
+    #[error("write-back query failed: {}", crate::pgerror::describe(.0))]
     Db(#[from] tokio_postgres::Error),
     /// A row the triggers did not write the way we expect (hand-edited, or from an older Connect).
     #[error("trigger log entry {id}: {message}")]

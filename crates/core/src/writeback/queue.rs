@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
 
-use super::{log_table, parse_hstore, side_table, WritebackError, SUPPRESS_CAPTURE};
+use super::{log_table, side_table, WritebackError, SUPPRESS_CAPTURE};
 use crate::ident::{Ident, QualifiedName};
 use crate::mapping::ResolvedMapping;
 
@@ -23,7 +23,7 @@ pub enum Action {
 }
 
 impl Action {
-    fn parse(s: &str) -> Option<Action> {
+    pub(super) fn parse(s: &str) -> Option<Action> {
         match s {
             "INSERT" => Some(Action::Insert),
             "UPDATE" => Some(Action::Update),
@@ -88,133 +88,22 @@ impl ClaimedEntry {
 }
 
 /// Claims up to `limit` entries of `mapping`'s table: per record only the oldest unfinished one,
-/// in log order, each marked `PENDING` in the same statement (see the module docs).
+/// records independent of each other, re-sends with the row as it is now. What the WriteBack
+/// actor uses until it sends by [`super::claim`] with the connection's `write_mode`.
 pub async fn claim_pending(
     client: &impl GenericClient,
     schema: &Ident,
     mapping: &ResolvedMapping,
     limit: i64,
 ) -> Result<Vec<ClaimedEntry>, WritebackError> {
-    let log = log_table(schema);
-    let side = side_table(schema);
-    let target = QualifiedName::new(schema, &mapping.table);
-    let upsert_col = upsert_column(mapping);
-    let pair = super::capture::pair_fn(schema);
-    let row_now = if mapping.fields.is_empty() {
-        "NULL::text".to_owned()
-    } else {
-        let pairs: Vec<String> = mapping
-            .fields
-            .iter()
-            .map(|f| {
-                format!(
-                    "{pair}('{}', to_jsonb(t.{}) #>> '{{}}')",
-                    f.column.as_str(),
-                    f.column
-                )
-            })
-            .collect();
-        format!(
-            "CASE WHEN t.id IS NOT NULL THEN array_to_string(ARRAY[{}], ', ') END",
-            pairs.join(", ")
-        )
-    };
-    let upsert_now = match &upsert_col {
-        Some(c) => format!("to_jsonb(t.{c}) #>> '{{}}'"),
-        None => "NULL::text".to_owned(),
-    };
-    // `head` is each record's oldest unfinished entry; only those may go, so a record's changes
-    // reach Salesforce in the order they were made. SKIP LOCKED plus the re-checked `state`
-    // condition (READ COMMITTED re-evaluates it on the locked row) keep concurrent claimers apart.
-    let sql = format!(
-        "WITH head AS (
-    SELECT DISTINCT ON (record_id) id FROM {log}
-    WHERE table_name = $1 AND state IN ('NEW', 'PENDING')
-    ORDER BY record_id, id
-), ready AS (
-    SELECT l.id FROM {log} l
-    JOIN head h ON h.id = l.id
-    LEFT JOIN {side} w ON w.log_id = l.id
-    WHERE (l.state = 'NEW' AND (w.not_before IS NULL OR w.not_before <= now()))
-       OR (l.state = 'PENDING' AND l.updated_at < now() - make_interval(secs => $3::float8))
-    ORDER BY l.id
-    LIMIT $2
-    FOR UPDATE OF l SKIP LOCKED
-), claimed AS (
-    UPDATE {log} l SET state = 'PENDING', updated_at = now()
-    FROM ready r WHERE l.id = r.id
-    RETURNING l.id, l.action, l.record_id, l.sfid, l.\"values\", l.old, l.created_at, l.txid
-), att AS (
-    INSERT INTO {side} AS w (log_id, attempts, claimed_at)
-    SELECT id, 1, now() FROM claimed
-    ON CONFLICT (log_id) DO UPDATE
-    SET attempts = w.attempts + 1, claimed_at = now(), not_before = NULL
-    RETURNING log_id, attempts
-)
-SELECT c.id, c.action, c.record_id, coalesce(c.sfid, t.sfid)::text, c.\"values\", c.old,
-       {upsert_now}, a.attempts, c.created_at, c.txid, {row_now}
-FROM claimed c
-JOIN att a ON a.log_id = c.id
-LEFT JOIN {target} t ON t.id = c.record_id
-ORDER BY c.id"
-    );
-    let rows = client
-        .query(
-            &sql,
-            &[
-                &mapping.table.as_str(),
-                &limit,
-                &IN_FLIGHT_LEASE.as_secs_f64(),
-            ],
-        )
-        .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let id: i32 = r.get(0);
-        let bad = |message: String| WritebackError::BadEntry { id, message };
-        let action: Option<String> = r.get(1);
-        let action = action
-            .as_deref()
-            .and_then(Action::parse)
-            .ok_or_else(|| bad(format!("unknown action {action:?}")))?;
-        let record_id: Option<i32> = r.get(2);
-        let record_id = record_id.ok_or_else(|| bad("no record_id".into()))?;
-        let hstore = |col: usize, name: &str| -> Result<BTreeMap<_, _>, WritebackError> {
-            let text: Option<String> = r.get(col);
-            match text {
-                None => Ok(BTreeMap::new()),
-                Some(t) => parse_hstore(&t).ok_or_else(|| bad(format!("unreadable {name}"))),
-            }
-        };
-        let sfid: Option<String> = r.get(3);
-        // Salesforce does not know the record yet (its insert failed or was ignored): the update
-        // goes as an upsert, so it must carry the whole row, not just what this change touched.
-        let values = if action == Action::Update && sfid.is_none() {
-            hstore(10, "row")?
-        } else {
-            hstore(4, "values")?
-        };
-        let old = hstore(5, "old")?;
-        let upsert_value = upsert_col.as_ref().and_then(|c| {
-            let from = |m: &BTreeMap<String, Option<String>>| m.get(c.as_str()).cloned().flatten();
-            from(&values)
-                .or_else(|| r.get::<_, Option<String>>(6))
-                .or_else(|| from(&old))
-        });
-        out.push(ClaimedEntry {
-            id,
-            action,
-            record_id,
-            sfid,
-            values,
-            old,
-            upsert_value,
-            attempts: r.get(7),
-            created_at: r.get(8),
-            txid: r.get(9),
-        });
-    }
-    Ok(out)
+    super::claim::claim_with(
+        client,
+        schema,
+        mapping,
+        super::claim::Strategy::HeadPerRecord,
+        limit,
+    )
+    .await
 }
 
 pub(crate) fn upsert_column(mapping: &ResolvedMapping) -> Option<Ident> {
@@ -278,6 +167,7 @@ pub async fn mark_success(
             &[&ids, &sfids, &mapping.table.as_str()],
         )
         .await?;
+    settle_folded(&tx, schema, &ids, Some(&sfids), "MERGED").await?;
     let mut rids = Vec::new();
     let mut rsfids: Vec<Option<String>> = Vec::new();
     let mut ops = Vec::new();
@@ -358,7 +248,12 @@ pub async fn mark_failed(
                      WHERE l.id = u.id AND l.table_name = $4 AND l.state = 'PENDING'
                      RETURNING l.id, l.action, l.record_id, u.msg, u.code
                  ), s AS (
-                     UPDATE {side} w SET last_error = f.msg FROM f WHERE w.log_id = f.id
+                     -- The failure is Salesforce's answer to this attempt: it did not land, so it
+                     -- does not count against resending a create, and the application may re-send
+                     -- the entry by setting it NEW (sent with the row as it is then).
+                     UPDATE {side} w SET last_error = f.msg, failed_at = now(),
+                         attempts = greatest(w.attempts - 1, 0)
+                     FROM f WHERE w.log_id = f.id
                  ), r AS (
                      UPDATE {target} t SET _hc_lastop = 'FAILED',
                          _hc_err = jsonb_build_object('op', f.action, 'src', 'SFDC', 'msg', f.msg,
@@ -370,12 +265,16 @@ pub async fn mark_failed(
             &[&ids, &msgs, &codes, &mapping.table.as_str()],
         )
         .await?;
+    // What was folded into a failed write is represented by it: a re-send of the representative
+    // carries the fold (its values were rewritten at the claim).
+    settle_folded(&tx, schema, &ids, None, "MERGED").await?;
     tx.commit().await?;
     Ok(n)
 }
 
 /// Puts entries back to `NEW`, not to be claimed before `delay` has passed. They keep their place:
-/// the record's later changes keep waiting behind them. The row stays `PENDING`.
+/// the record's later changes keep waiting behind them (entries folded into them go back to `NEW`
+/// too, and are folded again at the next claim). The row stays `PENDING`.
 pub async fn retry_later(
     client: &impl GenericClient,
     schema: &Ident,
@@ -400,6 +299,10 @@ pub async fn retry_later(
                      SELECT id, now() + make_interval(secs => delay), msg FROM r
                      ON CONFLICT (log_id) DO UPDATE
                      SET not_before = EXCLUDED.not_before, last_error = EXCLUDED.last_error
+                 ), folded AS (
+                     UPDATE {log} l SET state = 'NEW', updated_at = now()
+                     FROM {side} w, r
+                     WHERE w.log_id = l.id AND w.merged_into = r.id AND l.state = 'PENDING'
                  )
                  SELECT 1 FROM r"
             ),
@@ -407,6 +310,66 @@ pub async fn retry_later(
         )
         .await?;
     Ok(n)
+}
+
+/// Puts claimed entries that were never sent back to `NEW` at once, their claim not counted
+/// (an insert without an upsert value may then still be sent: nothing of it reached Salesforce).
+/// For entries held back behind a blocking failure, and the unprocessed rows of a Bulk job.
+/// Entries folded into them go back to `NEW` too.
+pub async fn release_unsent(
+    client: &impl GenericClient,
+    schema: &Ident,
+    mapping: &ResolvedMapping,
+    log_ids: &[i32],
+) -> Result<u64, WritebackError> {
+    let log = log_table(schema);
+    let side = side_table(schema);
+    let n = client
+        .execute(
+            &format!(
+                "WITH r AS (
+                     UPDATE {log} l SET state = 'NEW', updated_at = now()
+                     WHERE l.id = ANY($1::int[]) AND l.table_name = $2 AND l.state = 'PENDING'
+                     RETURNING l.id
+                 ), s AS (
+                     UPDATE {side} w SET attempts = greatest(w.attempts - 1, 0)
+                     FROM r WHERE w.log_id = r.id
+                 ), folded AS (
+                     UPDATE {log} l SET state = 'NEW', updated_at = now()
+                     FROM {side} w, r
+                     WHERE w.log_id = l.id AND w.merged_into = r.id AND l.state = 'PENDING'
+                 )
+                 SELECT 1 FROM r"
+            ),
+            &[&log_ids, &mapping.table.as_str()],
+        )
+        .await?;
+    Ok(n)
+}
+
+/// Whether more than `threshold` entries of `table` wait to be sent (`NEW`); reads at most
+/// `threshold + 1` of them.
+pub async fn pending_above(
+    client: &impl GenericClient,
+    schema: &Ident,
+    table: &Ident,
+    threshold: u64,
+) -> Result<bool, WritebackError> {
+    let limit = i64::try_from(threshold)
+        .unwrap_or(i64::MAX)
+        .saturating_add(1);
+    let n: i64 = client
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM (SELECT 1 FROM {} WHERE table_name = $1 AND state = 'NEW' \
+                 LIMIT $2) n",
+                log_table(schema)
+            ),
+            &[&table.as_str(), &limit],
+        )
+        .await?
+        .get(0);
+    Ok(n >= limit)
 }
 
 /// Hands every `PENDING` entry of `table` back to `NEW` at once, for an owner starting up that
@@ -427,4 +390,30 @@ pub async fn recover_in_flight(
         )
         .await?;
     Ok(n)
+}
+
+/// Settles the entries folded into the representatives `reps` (side table `merged_into`) as
+/// `state`, copying each representative's sfid onto them.
+async fn settle_folded(
+    tx: &tokio_postgres::Transaction<'_>,
+    schema: &Ident,
+    reps: &[i32],
+    sfids: Option<&[Option<&str>]>,
+    state: &str,
+) -> Result<u64, WritebackError> {
+    let none: Vec<Option<&str>> = vec![None; reps.len()];
+    let sfids = sfids.unwrap_or(&none);
+    Ok(tx
+        .execute(
+            &format!(
+                "UPDATE {log} l SET state = $3, sfid = coalesce(l.sfid, u.sfid),
+                     processed_at = now(), processed_tx = txid_current(), updated_at = now()
+                 FROM {side} w, unnest($1::int[], $2::text[]) AS u(id, sfid)
+                 WHERE w.log_id = l.id AND w.merged_into = u.id AND l.state = 'PENDING'",
+                log = log_table(schema),
+                side = side_table(schema),
+            ),
+            &[&reps, &sfids, &state],
+        )
+        .await?)
 }

@@ -15,6 +15,8 @@ pub struct Counts {
     pub in_flight: i64,
     pub failed: i64,
     pub sent: i64,
+    /// Folded into another entry's write (Merged Writes).
+    pub merged: i64,
 }
 
 pub async fn counts(
@@ -26,7 +28,8 @@ pub async fn counts(
         "SELECT count(*) FILTER (WHERE state IN ('NEW', 'PENDING')),
                 count(*) FILTER (WHERE state = 'PENDING'),
                 count(*) FILTER (WHERE state = 'FAILED'),
-                count(*) FILTER (WHERE state = 'SUCCESS')
+                count(*) FILTER (WHERE state = 'SUCCESS'),
+                count(*) FILTER (WHERE state = 'MERGED')
          FROM (SELECT state FROM {} WHERE table_name = $1
                UNION ALL SELECT state FROM {} WHERE table_name = $1) e",
         log_table(schema),
@@ -38,6 +41,7 @@ pub async fn counts(
         in_flight: r.get(1),
         failed: r.get(2),
         sent: r.get(3),
+        merged: r.get(4),
     })
 }
 

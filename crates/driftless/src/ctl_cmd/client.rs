@@ -1,6 +1,7 @@
 //! The coordinator as `ctl` reaches it: one POST per rpc, protobuf both ways.
 
 use driftless_proto::Rpc;
+use std::path::Path;
 
 /// Why a request got no reply. All of them exit 1: the command was fine, the call failed.
 #[derive(Debug, thiserror::Error)]
@@ -24,19 +25,20 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    /// `url` may omit the scheme (`127.0.0.1:7400`), as a listen address is usually written.
-    pub fn new(url: &str, token: String) -> Coordinator {
+    /// `url` may omit the scheme (`127.0.0.1:7400`), as a listen address is usually written; it is
+    /// then https when a CA is given.
+    pub fn new(url: &str, token: String, ca_cert: Option<&Path>) -> Result<Coordinator, String> {
         let url = url.trim_end_matches('/');
-        let base = if url.contains("://") {
-            url.to_owned()
-        } else {
-            format!("http://{url}")
+        let base = match (url.contains("://"), ca_cert.is_some()) {
+            (true, _) => url.to_owned(),
+            (false, true) => format!("https://{url}"),
+            (false, false) => format!("http://{url}"),
         };
-        Coordinator {
+        Ok(Coordinator {
             base,
             token,
-            http: reqwest::Client::new(),
-        }
+            http: driftless_cluster::rpc::http_client(None, ca_cert)?,
+        })
     }
 
     pub async fn call<R: Rpc>(&self, req: &R::Request) -> Result<R::Reply, CtlError> {

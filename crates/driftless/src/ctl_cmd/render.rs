@@ -71,7 +71,8 @@ fn secondary(m: &admin::MappingStatus) -> admin::SecondaryCounters {
 pub fn mapping_json(m: &admin::MappingStatus) -> Value {
     let p = primary(m);
     let s = secondary(m);
-    let w = m.writes.unwrap_or_default();
+    let w = m.writes.clone().unwrap_or_default();
+    let n = m.notify.unwrap_or_default();
     json!({
         "connection": m.connection,
         "object": m.object,
@@ -87,7 +88,12 @@ pub fn mapping_json(m: &admin::MappingStatus) -> Value {
         "api_calls": m.api_calls,
         "db_connections_in_use": m.db_connections_in_use,
         "errors": m.errors,
-        "writes": {"pending": w.pending, "sent": w.sent, "failed": w.failed},
+        "last_error": m.last_error,
+        "writes": {"pending": w.pending, "sent": w.sent, "failed": w.failed, "merged": w.merged,
+                   "mode": w.mode, "path": w.path},
+        "notify": {"enabled": n.enabled, "events": n.events, "polls_triggered": n.polls_triggered,
+                   "gaps": n.gaps},
+        "formula_refreshed": m.formula_refreshed,
     })
 }
 
@@ -128,7 +134,7 @@ pub fn mappings_table(mappings: &[admin::MappingStatus]) -> String {
     ]);
     for m in mappings {
         let p = primary(m);
-        let w = m.writes.unwrap_or_default();
+        let w = m.writes.clone().unwrap_or_default();
         t.row(vec![
             format!("{}/{}", m.connection, m.object),
             m.state.clone(),
@@ -143,7 +149,16 @@ pub fn mappings_table(mappings: &[admin::MappingStatus]) -> String {
             format!("{}/{}/{}", w.pending, w.sent, w.failed),
         ]);
     }
-    t.render()
+    let mut out = t.render();
+    // A mapping in an error state says why, one line each, under the table.
+    for m in mappings.iter().filter(|m| m.state.contains("ERROR")) {
+        let why = m.last_error.as_deref().unwrap_or("no error recorded");
+        out.push_str(&format!(
+            "{}/{} {}: {why}\n",
+            m.connection, m.object, m.state
+        ));
+    }
+    out
 }
 
 pub fn workers_table(workers: &[admin::WorkerStatus]) -> String {
@@ -170,6 +185,9 @@ pub fn detail_json(d: &admin::MappingDetail) -> Value {
     v["fields"] = json!(d.fields);
     v["owner_epoch"] = json!(d.owner_epoch);
     v["last_error"] = json!(d.last_error);
+    if let Some(s) = &d.status {
+        v["formula_notes"] = json!(s.formula_notes);
+    }
     v
 }
 
@@ -201,6 +219,7 @@ pub fn detail_text(d: &admin::MappingDetail) -> String {
         ("primary records", p.records.to_string()),
         ("secondary polls", s.polls.to_string()),
         ("drift records", s.drift_records.to_string()),
+        ("formula refreshed", status.formula_refreshed.to_string()),
         ("api calls", status.api_calls.to_string()),
         ("errors", status.errors.to_string()),
         ("last error", d.last_error.clone().unwrap_or_default()),
@@ -208,6 +227,10 @@ pub fn detail_text(d: &admin::MappingDetail) -> String {
     ];
     for (k, v) in rows {
         t.row(vec![k.to_owned(), v]);
+    }
+    // An unsupported formula is not an error: the timer refreshes it, and this line says why.
+    for note in &status.formula_notes {
+        t.row(vec!["formula note".to_owned(), note.clone()]);
     }
     t.render()
 }
@@ -277,6 +300,33 @@ mod tests {
             }
         }
         assert!(lines[1].ends_with('-'), "an empty cell shows as -");
+    }
+
+    #[test]
+    fn a_mapping_in_error_says_why_in_one_line() {
+        let m = |object: &str, state: &str, error: Option<&str>| admin::MappingStatus {
+            connection: "acme".into(),
+            object: object.into(),
+            state: state.into(),
+            last_error: error.map(str::to_owned),
+            ..Default::default()
+        };
+        let text = mappings_table(&[
+            m("Account", "DATA_SYNCED", Some("an old, recovered error")),
+            m(
+                "Contact",
+                "SYSTEM_ERROR",
+                Some("postgres: 42501: permission denied for table contact"),
+            ),
+        ]);
+        let last = text.lines().last().unwrap();
+        assert_eq!(
+            last,
+            "acme/Contact SYSTEM_ERROR: postgres: 42501: permission denied for table contact"
+        );
+        assert!(!text.contains("an old, recovered error"));
+        let json = mapping_json(&m("Contact", "SYSTEM_ERROR", Some("why")));
+        assert_eq!(json["last_error"], "why");
     }
 
     #[test]

@@ -11,7 +11,6 @@ mod phases;
 mod postgres;
 mod progress;
 mod report;
-mod sampler;
 mod scenario;
 mod sim;
 

@@ -12,10 +12,10 @@ use super::app::App;
 use super::postgres::{connect_client, Database};
 use super::progress::Out;
 use super::report::{self, Figures, MappingFigures};
-use super::sampler::ConnectionSampler;
 use super::scenario::{self, CONNECTION, WRITE_BACK_OBJECT};
 use super::sim::Sim;
 use super::{interruptible, Deadline, DemoError, DemoOptions};
+use driftless_node::session_sampler::SessionSampler;
 
 /// Rows per transaction: small enough that the load bars move as batches commit.
 const BATCH_ROWS: usize = 5000;
@@ -67,7 +67,7 @@ async fn with_sim(
     )?;
     let pool_size = config.connections[0].db_pool_size;
     let pg = connect_client(&db.url).await?;
-    let sampler = ConnectionSampler::start(
+    let sampler = SessionSampler::start(
         connect_client(&db.url).await?,
         &db.name,
         &driftless_node::db_writer::application_name(CONNECTION, "sync"),

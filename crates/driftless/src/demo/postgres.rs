@@ -42,15 +42,63 @@ impl Drop for Server {
     }
 }
 
-/// `initdb` and `pg_ctl` found on `path` (a PATH-style list), when both are there.
-pub fn find_tools(path: Option<&std::ffi::OsStr>) -> Option<(PathBuf, PathBuf)> {
-    let path = path?;
-    let find = |name: &str| {
-        std::env::split_paths(path)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
+/// Where Debian (`/usr/lib/postgresql/15/bin`) and RHEL (`/usr/pgsql-15/bin`) install the server
+/// tools, off PATH. `DRIFTLESS_PG_BINDIRS` (a PATH-style list, `*` allowed in one component)
+/// replaces it.
+pub const PACKAGED_BIN_DIRS: &str = "/usr/lib/postgresql/*/bin:/usr/pgsql-*/bin";
+
+/// `initdb` and `pg_ctl` from one directory: the first on `path` (a PATH-style list) that has
+/// both, else the newest packaged one of `packaged` (a PATH-style list of patterns).
+pub fn find_tools(
+    path: Option<&std::ffi::OsStr>,
+    packaged: &std::ffi::OsStr,
+) -> Option<(PathBuf, PathBuf)> {
+    let on_path = path.into_iter().flat_map(std::env::split_paths);
+    let packaged = std::env::split_paths(packaged).flat_map(|p| expand(&p));
+    on_path.chain(packaged).find_map(|dir| {
+        let (initdb, pg_ctl) = (dir.join("initdb"), dir.join("pg_ctl"));
+        (initdb.is_file() && pg_ctl.is_file()).then_some((initdb, pg_ctl))
+    })
+}
+
+/// The directories a pattern with one `*` component names, highest version first, so that
+/// `/usr/lib/postgresql/16/bin` is preferred to `.../9.6/bin`.
+fn expand(pattern: &Path) -> Vec<PathBuf> {
+    let parts: Vec<_> = pattern.components().collect();
+    let Some(star) = parts
+        .iter()
+        .position(|c| c.as_os_str().to_string_lossy().contains('*'))
+    else {
+        return vec![pattern.to_owned()];
     };
-    Some((find("initdb")?, find("pg_ctl")?))
+    let parent: PathBuf = parts[..star].iter().collect();
+    let rest: PathBuf = parts[star + 1..].iter().collect();
+    let glob = parts[star].as_os_str().to_string_lossy().into_owned();
+    let (prefix, suffix) = glob.split_once('*').unwrap_or((&glob, ""));
+    let Ok(entries) = std::fs::read_dir(&parent) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(Vec<u64>, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let middle = name.strip_prefix(prefix)?.strip_suffix(suffix)?;
+            let version = middle
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|n| n.parse().ok())
+                .collect();
+            Some((version, e.path().join(&rest)))
+        })
+        .collect();
+    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
+/// The search of [`find_tools`] as the demo runs it: PATH, then the packaged directories.
+pub fn find_installed_tools() -> Option<(PathBuf, PathBuf)> {
+    let packaged =
+        std::env::var_os("DRIFTLESS_PG_BINDIRS").unwrap_or_else(|| PACKAGED_BIN_DIRS.into());
+    find_tools(std::env::var_os("PATH").as_deref(), &packaged)
 }
 
 /// Connects to `url`, or starts a throwaway cluster when nothing answers there and the tools
@@ -62,10 +110,11 @@ pub async fn connect(url: &str, announce: impl FnOnce(&str)) -> Result<Server, D
             cluster: None,
         }),
         Probe::Refused(e) => {
-            let Some((initdb, pg_ctl)) = find_tools(std::env::var_os("PATH").as_deref()) else {
+            let Some((initdb, pg_ctl)) = find_installed_tools() else {
                 return Err(DemoError::NoPostgres(format!(
-                    "nothing answers at DATABASE_URL ({}: {e}) and initdb/pg_ctl are not on PATH; start Postgres or set DATABASE_URL",
-                    redact(url)
+                    "nothing answers at DATABASE_URL ({}: {e}) and initdb/pg_ctl are not on PATH or in {}; start Postgres or set DATABASE_URL",
+                    redact(url),
+                    std::env::var("DRIFTLESS_PG_BINDIRS").unwrap_or_else(|_| PACKAGED_BIN_DIRS.into())
                 )));
             };
             let cluster = tokio::task::spawn_blocking(move || Cluster::start(&initdb, &pg_ctl))
@@ -361,23 +410,62 @@ mod tests {
     fn tools_are_found_only_when_both_exist() {
         let dir = std::env::temp_dir().join(format!("demo-tools-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
+        let none = std::ffi::OsStr::new("");
         std::fs::write(dir.join("initdb"), "").unwrap();
-        assert_eq!(find_tools(Some(dir.as_os_str())), None);
+        assert_eq!(find_tools(Some(dir.as_os_str()), none), None);
         std::fs::write(dir.join("pg_ctl"), "").unwrap();
         assert_eq!(
-            find_tools(Some(dir.as_os_str())),
+            find_tools(Some(dir.as_os_str()), none),
             Some((dir.join("initdb"), dir.join("pg_ctl")))
         );
-        assert_eq!(find_tools(None), None);
+        assert_eq!(find_tools(None, none), None);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Debian and RHEL keep initdb off PATH: the packaged directories are searched, newest
+    /// version first, and only a directory holding both tools counts.
+    #[test]
+    fn packaged_directories_are_searched_newest_first() {
+        let root = std::env::temp_dir().join(format!("demo-pkg-{}", uuid::Uuid::new_v4()));
+        for (dir, tools) in [
+            ("lib/postgresql/9.6/bin", &["initdb", "pg_ctl"][..]),
+            ("lib/postgresql/15/bin", &["initdb", "pg_ctl"][..]),
+            ("lib/postgresql/16/bin", &["initdb"][..]),
+            ("pgsql-17/bin", &["initdb", "pg_ctl"][..]),
+        ] {
+            let d = root.join(dir);
+            std::fs::create_dir_all(&d).unwrap();
+            for t in tools {
+                std::fs::write(d.join(t), "").unwrap();
+            }
+        }
+        let debian = root.join("lib/postgresql/*/bin");
+        let rhel = root.join("pgsql-*/bin");
+        let both = std::env::join_paths([&debian, &rhel]).unwrap();
+        let want = |d: &str| Some((root.join(d).join("initdb"), root.join(d).join("pg_ctl")));
+        assert_eq!(
+            find_tools(None, debian.as_os_str()),
+            want("lib/postgresql/15/bin")
+        );
+        assert_eq!(find_tools(None, &both), want("lib/postgresql/15/bin"));
+        assert_eq!(find_tools(None, rhel.as_os_str()), want("pgsql-17/bin"));
+        let on_path = root.join("pgsql-17/bin");
+        assert_eq!(
+            find_tools(Some(on_path.as_os_str()), &both),
+            want("pgsql-17/bin"),
+            "PATH comes first"
+        );
+        std::fs::remove_dir_all(root).unwrap();
     }
 
     /// Nothing listens on a port we just released: the demo must start its own cluster there,
     /// and that cluster must accept a CREATE DATABASE.
     #[tokio::test]
     async fn an_unanswered_url_falls_back_to_a_throwaway_cluster() {
-        if find_tools(std::env::var_os("PATH").as_deref()).is_none() {
-            panic!("initdb and pg_ctl must be on PATH for this test");
+        if find_installed_tools().is_none() {
+            panic!(
+                "initdb and pg_ctl must be installed (on PATH or where Debian or RHEL put them)"
+            );
         }
         let port = free_port().unwrap();
         let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");

@@ -179,14 +179,7 @@ database_url = "${{DEMO_DATABASE_URL}}"
 db_pool_size = 4
 mappings = "mappings.json"
 
-[connection.salesforce]
-login_url = "{login}"
-auth = "password"
-username = "{user}"
-password = "${{SF_PASSWORD}}"
-client_id = "{cid}"
-client_secret = "${{SF_CLIENT_SECRET}}"
-
+{salesforce}
 [connection.sync]
 poll_interval_secs = {POLL_INTERVAL_SECS}
 secondary_delay_secs = {SECONDARY_DELAY_SECS}
@@ -195,9 +188,7 @@ bulk_threshold = 300
 poll_margin_secs = 1
 use_latest_date_covered = false
 "#,
-        login = sim.login_url,
-        user = sim.username,
-        cid = sim.client_id,
+        salesforce = sim.salesforce_toml("${SF_CLIENT_SECRET}"),
     );
     let path = dir.join("driftless.toml");
     std::fs::write(&path, &toml).map_err(io)?;

@@ -1,53 +1,27 @@
-//! The simulated org, on a thread and actix system of its own: Salesforce is a system of its own,
-//! and its workload's transactions must commit on time however busy the engine keeps the demo's
-//! runtime.
+//! The simulated org (on a thread and actix system of its own, `sfsim::thread`) and the control
+//! plane calls the demo makes.
+
+use sfsim::thread::SimThread;
 
 use super::DemoError;
 
 pub struct Sim {
+    thread: SimThread,
     pub info: sfsim::SimInfo,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    /// Fires when the simulator has stopped. Waited on rather than joining the thread: a join in
-    /// `spawn_blocking` would hold the runtime's shutdown (and the process) should the simulator
-    /// hang, e.g. after its listener shut itself down on SIGINT with transactions open.
-    stopped: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl Sim {
     pub async fn start(dataset: Vec<(String, u64)>) -> Result<Sim, DemoError> {
-        let (info_tx, info_rx) = tokio::sync::oneshot::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
         let config = sfsim::SimConfig {
             dataset,
             ..Default::default()
         };
-        std::thread::Builder::new()
-            .name("sfsim".into())
-            .spawn(move || {
-                actix_rt::System::new().block_on(async move {
-                    match sfsim::start(config).await {
-                        Ok(sim) => {
-                            let _ = info_tx.send(Ok(sim.info.clone()));
-                            let _ = stop_rx.await;
-                            sim.stop().await;
-                            let _ = stopped_tx.send(());
-                        }
-                        Err(e) => {
-                            let _ = info_tx.send(Err(e.to_string()));
-                        }
-                    }
-                });
-            })
-            .map_err(|e| DemoError::Setup(format!("simulator thread: {e}")))?;
-        let info = info_rx
+        let thread = SimThread::start(config)
             .await
-            .map_err(|_| DemoError::Setup("the simulator thread ended".into()))?
             .map_err(|e| DemoError::Setup(format!("simulator: {e}")))?;
         Ok(Sim {
-            info,
-            stop: Some(stop_tx),
-            stopped: Some(stopped_rx),
+            info: thread.info.clone(),
+            thread,
         })
     }
 
@@ -95,12 +69,7 @@ impl Sim {
             .await
     }
 
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(stopped) = self.stopped.take() {
-            let _ = stopped.await;
-        }
+    pub async fn stop(self) {
+        self.thread.stop().await;
     }
 }

@@ -72,10 +72,10 @@ impl AdminError {
     }
 }
 
-impl From<NodeError> for AdminError {
-    fn from(e: NodeError) -> AdminError {
-        let kind = match &e {
-            NodeError::Config(_) => AdminErrorKind::InvalidArgument,
+impl AdminError {
+    fn from_node(e: &NodeError) -> AdminError {
+        let kind = match e {
+            NodeError::Config { .. } => AdminErrorKind::InvalidArgument,
             NodeError::Stopped(_) => AdminErrorKind::Unavailable,
             _ => AdminErrorKind::Internal,
         };
@@ -83,8 +83,28 @@ impl From<NodeError> for AdminError {
     }
 }
 
+impl From<NodeError> for AdminError {
+    fn from(e: NodeError) -> AdminError {
+        AdminError::from_node(&e)
+    }
+}
+
 impl From<actix::MailboxError> for AdminError {
     fn from(_: actix::MailboxError) -> AdminError {
         AdminError::new(AdminErrorKind::Unavailable, "the engine is stopping")
+    }
+}
+
+impl From<crate::engine::CommandError> for AdminError {
+    fn from(e: crate::engine::CommandError) -> AdminError {
+        use crate::engine::CommandError as C;
+        let kind = match &e {
+            C::NotFound(_) => AdminErrorKind::NotFound,
+            C::Invalid(_) => AdminErrorKind::InvalidArgument,
+            C::NotNow(_) => AdminErrorKind::FailedPrecondition,
+            C::Write { .. } => AdminErrorKind::Internal,
+            C::Node(n) => return AdminError::from_node(n),
+        };
+        AdminError::new(kind, e.to_string())
     }
 }

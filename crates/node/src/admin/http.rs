@@ -5,11 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use driftless_core::config::TlsFiles;
 use driftless_core::secret::Secret;
 
 use super::service::{self, AdminBackend, Guard};
 use crate::error::{NodeError, Result};
-use crate::run::StatusView;
+use crate::status::StatusView;
 
 struct AdminState {
     guard: Guard,
@@ -19,6 +20,7 @@ struct AdminState {
 /// Binds and starts serving in the background of the current actix system.
 pub fn serve(
     listen: SocketAddr,
+    tls: Option<&TlsFiles>,
     token: Option<Secret>,
     view: StatusView,
     backend: Arc<dyn AdminBackend>,
@@ -28,30 +30,62 @@ pub fn serve(
         guard: guard.clone(),
         view,
     });
-    let server = HttpServer::new(move || {
-        let (backend, guard) = (backend.clone(), guard.clone());
-        App::new()
-            .app_data(state.clone())
-            .configure(move |cfg| service::configure(cfg, backend, guard))
-            .route("/api/v1/status", web::get().to(status_json))
+    let (addr, handle) = start_listener(listen, tls, 1, move |cfg| {
+        cfg.app_data(state.clone());
+        service::configure(cfg, backend.clone(), guard.clone());
+        cfg.route("/api/v1/status", web::get().to(status_json))
             .route("/status", web::get().to(status_page))
-            .route("/metrics", web::get().to(metrics))
+            .route("/metrics", web::get().to(metrics));
     })
-    .workers(1)
-    .disable_signals()
-    .bind(listen)
-    .map_err(|e| {
-        NodeError::Config(format!(
-            "coordinator.listen: cannot listen on {listen}: {e}"
-        ))
-    })?;
-    let addr = server.addrs().first().copied().ok_or_else(|| {
-        NodeError::Config(format!("coordinator.listen: {listen} bound no address"))
-    })?;
+    .map_err(NodeError::config)?;
+    tracing::info!(%addr, "admin endpoints listening");
+    Ok((addr, handle))
+}
+
+/// Connections one listener thread serves at once.
+pub const MAX_CONNECTIONS_PER_WORKER: usize = 128;
+
+/// The one HTTP bootstrap of the admin listeners (`driftless run` and the coordinator): binds
+/// `listen` (`[coordinator].listen`; port 0 picks one), serves the routes `configure` sets with
+/// `workers` threads in the background of the current actix system, and leaves signals to the
+/// process. Answers the bound address, or why binding failed, naming the setting.
+pub fn start_listener<F>(
+    listen: SocketAddr,
+    tls: Option<&TlsFiles>,
+    workers: usize,
+    configure: F,
+) -> std::result::Result<(SocketAddr, actix_web::dev::ServerHandle), String>
+where
+    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+{
+    let tls = tls.map(super::tls::server_config).transpose()?;
+    if tls.is_none() && !listen.ip().is_loopback() {
+        tracing::warn!(
+            %listen,
+            "the admin listener is plain HTTP off loopback: tokens and the connection settings sent to workers cross the network in the clear; set [coordinator] tls_cert and tls_key"
+        );
+    }
+    let server = HttpServer::new(move || App::new().configure(configure.clone()))
+        .workers(workers)
+        // Bounded concurrency: an admin listener serves a few operators and workers, and each
+        // connection beyond this waits in the backlog instead of costing memory.
+        .max_connections(MAX_CONNECTIONS_PER_WORKER)
+        .backlog(MAX_CONNECTIONS_PER_WORKER as u32)
+        .client_request_timeout(std::time::Duration::from_secs(10))
+        .disable_signals();
+    let server = match tls {
+        Some(tls) => server.bind_rustls_0_23(listen, tls),
+        None => server.bind(listen),
+    }
+    .map_err(|e| format!("coordinator.listen: cannot listen on {listen}: {e}"))?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| format!("coordinator.listen: {listen} bound no address"))?;
     let server = server.run();
     let handle = server.handle();
     actix_rt::spawn(server);
-    tracing::info!(%addr, "admin endpoints listening");
     Ok((addr, handle))
 }
 

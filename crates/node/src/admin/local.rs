@@ -11,8 +11,8 @@ use driftless_proto::admin;
 use super::service::{AdminBackend, Reply};
 use super::{views, AdminError};
 use crate::engine::{Catalog, Engine, Import, Pause, Reload, Resume};
-use crate::run::StatusView;
 use crate::status::MappingStatus;
+use crate::status::StatusView;
 
 #[derive(Clone)]
 pub struct LocalBackend {
@@ -147,6 +147,38 @@ impl LocalBackend {
                 .await
                 .map_err(AdminError::from)?;
             out.extend(views::failed_write_entries(&name, &objects, &failed));
+        }
+        Ok(out)
+    }
+}
+
+impl LocalBackend {
+    /// Records Postgres refused, one entry per object with the newest one's error.
+    async fn quarantined(
+        &self,
+        connection: Option<&str>,
+    ) -> Result<Vec<admin::ErrorEntry>, AdminError> {
+        let targets: Vec<(String, driftless_core::ident::Ident)> = self
+            .inner
+            .catalog
+            .read()
+            .iter()
+            .filter(|(name, _)| connection.is_none_or(|c| c == name.as_str()))
+            .map(|(name, c)| (name.clone(), c.schema.clone()))
+            .collect();
+        let mut out = Vec::new();
+        for (name, schema) in targets {
+            let Some(writer) = self.inner.view.writer(&name) else {
+                continue;
+            };
+            let entries = writer
+                .send(crate::db_writer::ListRejects {
+                    schema,
+                    connection: name.clone(),
+                    limit: FAILED_WRITES_SHOWN,
+                })
+                .await??;
+            out.extend(views::reject_entries(&name, &entries));
         }
         Ok(out)
     }
@@ -301,6 +333,7 @@ impl AdminBackend for LocalBackend {
             let mut errors: Vec<admin::ErrorEntry> =
                 statuses.iter().filter_map(views::error_entry).collect();
             errors.extend(this.failed_writebacks(connection).await?);
+            errors.extend(this.quarantined(connection).await?);
             Ok(admin::ErrorsReply { errors })
         })
     }

@@ -10,8 +10,9 @@ mod error;
 mod http;
 pub mod local;
 pub mod service;
+mod tls;
 mod views;
 
 pub use error::{AdminError, AdminErrorKind};
-pub use http::serve;
+pub use http::{serve, start_listener};
 pub use service::AdminBackend;

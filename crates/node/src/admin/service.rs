@@ -1,5 +1,5 @@
 //! `AdminService` over HTTP: one POST route per rpc (`driftless_proto::Rpc::PATH`), protobuf
-//! bodies both ways, the bearer token checked in constant time before the body is even decoded.
+//! bodies both ways, the bearer token checked in constant time before the body is even read.
 //!
 //! Failures answer with the status of their [`AdminErrorKind`], the kind in
 //! `x-driftless-error-kind` and the message as `text/plain`, so `ctl` can say what went wrong.
@@ -82,13 +82,37 @@ struct Service {
     guard: Guard,
 }
 
-/// Import files can be large; everything else is a few bytes.
-const MAX_BODY: usize = 16 << 20;
+/// Import files can be large; every other request is a few bytes.
+pub const MAX_IMPORT_BODY: usize = 16 << 20;
+pub const MAX_RPC_BODY: usize = 64 << 10;
+
+/// Reads a request body of at most `limit` bytes, or answers 413. Handlers call it only once the
+/// caller is authorized, so an unauthenticated request never costs its body's size in memory.
+pub async fn read_body(
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, HttpResponse> {
+    use futures::StreamExt;
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            HttpResponse::BadRequest()
+                .content_type("text/plain")
+                .body(format!("cannot read the request body: {e}"))
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(HttpResponse::PayloadTooLarge()
+                .content_type("text/plain")
+                .body(format!("the request body is larger than {limit} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
 
 /// Adds every `AdminService` route to an actix-web app.
 pub fn configure(cfg: &mut web::ServiceConfig, backend: Arc<dyn AdminBackend>, guard: Guard) {
-    cfg.app_data(web::Data::new(Service { backend, guard }))
-        .app_data(web::PayloadConfig::new(MAX_BODY));
+    cfg.app_data(web::Data::new(Service { backend, guard }));
     route::<rpc::Status>(cfg, |b, _| b.status());
     route::<rpc::Workers>(cfg, |b, _| b.workers());
     route::<rpc::Mappings>(cfg, |b, r| b.mappings(r));
@@ -108,10 +132,19 @@ fn route<R: Rpc + 'static>(cfg: &mut web::ServiceConfig, call: Call<R>) {
     cfg.route(
         R::PATH,
         web::post().to(
-            move |req: HttpRequest, body: web::Bytes, svc: web::Data<Service>| async move {
+            move |req: HttpRequest, payload: web::Payload, svc: web::Data<Service>| async move {
                 if let Some(denied) = svc.guard.deny(&req) {
                     return denied;
                 }
+                let limit = if R::PATH == rpc::Import::PATH {
+                    MAX_IMPORT_BODY
+                } else {
+                    MAX_RPC_BODY
+                };
+                let body = match read_body(payload, limit).await {
+                    Ok(body) => body,
+                    Err(refused) => return refused,
+                };
                 let msg = match driftless_proto::decode::<R::Request>(&body) {
                     Ok(msg) => msg,
                     Err(e) => {

@@ -2,6 +2,7 @@
 
 use driftless_proto::admin;
 
+use driftless_core::state::rejects::RejectEntry;
 use driftless_core::writeback::FailedEntry;
 
 use crate::status::{MappingStatus, WritesDoc};
@@ -16,7 +17,7 @@ pub fn mapping_status(
     admin::MappingStatus {
         connection: s.connection.clone(),
         object: s.object.clone(),
-        state: s.state.clone(),
+        state: s.state.as_str().to_owned(),
         worker: (!s.worker.is_empty()).then(|| s.worker.clone()),
         rows: n(s.rows),
         synced_through_ms: s.synced_through.map(|t| t.timestamp_millis()),
@@ -42,8 +43,25 @@ pub fn mapping_status(
             pending: n(writes.pending),
             sent: n(writes.sent),
             failed: n(writes.failed),
+            merged: n(writes.merged),
+            mode: writes.mode.as_str().to_owned(),
+            path: writes.path.as_str().to_owned(),
         }),
+        last_error: s.last_error.as_deref().map(one_line),
+        notify: Some(admin::NotifyCounters {
+            enabled: s.notify.enabled,
+            events: n(s.notify.events),
+            polls_triggered: n(s.notify.polls_triggered),
+            gaps: n(s.notify.gaps + s.notify.overflows),
+        }),
+        formula_refreshed: n(c.formula_refreshed),
+        formula_notes: s.formula_notes.clone(),
     }
+}
+
+/// An error as one line: its first line, whitespace runs folded.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 pub fn drift_entry(s: &MappingStatus) -> admin::DriftEntry {
@@ -69,6 +87,34 @@ pub fn error_entry(s: &MappingStatus) -> Option<admin::ErrorEntry> {
         last_error: s.last_error.clone(),
         at_ms: s.last_error_at.map(|t| t.timestamp_millis()),
     })
+}
+
+/// Quarantined records grouped by object (newest first, as given).
+pub fn reject_entries(connection: &str, rejects: &[RejectEntry]) -> Vec<admin::ErrorEntry> {
+    let mut out: Vec<admin::ErrorEntry> = Vec::new();
+    for r in rejects {
+        if let Some(e) = out.iter_mut().find(|e| e.object == r.object) {
+            e.count += 1;
+            continue;
+        }
+        out.push(admin::ErrorEntry {
+            connection: connection.to_owned(),
+            object: r.object.clone(),
+            count: 1,
+            last_error: Some(format!(
+                "record {} quarantined in _driftless_rejects{}: {}",
+                r.reject.sfid,
+                r.reject
+                    .field
+                    .as_deref()
+                    .map(|f| format!(" (field {f})"))
+                    .unwrap_or_default(),
+                r.reject.error
+            )),
+            at_ms: Some(r.rejected_at.timestamp_millis()),
+        });
+    }
+    out
 }
 
 /// Failed write-backs grouped by table (newest first, as given), named by the mapping's object.

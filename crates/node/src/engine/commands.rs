@@ -2,28 +2,24 @@
 
 use std::collections::BTreeMap;
 
-use driftless_core::ident::QualifiedName;
-
 use super::launch::{claim, launch, persist_paused};
-use super::reload::TruncateForReload;
-use super::{CmdResult, ConnRt, Pause, Reload, Resume, Shared, StopAll};
-use crate::admin::AdminError;
-use crate::db_writer::Shutdown;
-use crate::status::states;
+use super::{CmdResult, CommandError, ConnectionRun, EngineState, Pause, Reload, Resume, StopAll};
+use crate::db_writer::{Close, TruncateForReload};
+use crate::status::SyncState;
 
 pub(crate) fn connection<'a>(
-    conns: &'a mut BTreeMap<String, ConnRt>,
+    conns: &'a mut BTreeMap<String, ConnectionRun>,
     name: &str,
-) -> CmdResult<&'a mut ConnRt> {
+) -> CmdResult<&'a mut ConnectionRun> {
     conns
         .get_mut(name)
-        .ok_or_else(|| AdminError::not_found(format!("no connection named {name:?}")))
+        .ok_or_else(|| CommandError::NotFound(format!("no connection named {name:?}")))
 }
 
 /// Heroku Connect's pause: pollers finish their current step, then stop; the state rows say
 /// PAUSED, so a restarted process stays paused. Each mapping is claimed with a new epoch, so a
 /// secondary poll still reading when the pause came cannot commit afterwards.
-pub(crate) async fn pause(shared: &Shared, msg: Pause) -> CmdResult<Vec<String>> {
+pub(crate) async fn pause(shared: &EngineState, msg: Pause) -> CmdResult<Vec<String>> {
     let mut conns = shared.conns.lock().await;
     let c = connection(&mut conns, &msg.connection)?;
     c.paused = true;
@@ -41,9 +37,9 @@ pub(crate) async fn pause(shared: &Shared, msg: Pause) -> CmdResult<Vec<String>>
         }
         .await;
         c.mappings.insert(object.clone(), rt);
-        result.map_err(AdminError::from)?;
+        result?;
         shared.registry.update(&c.conn.name, &object, |s| {
-            s.state = states::PAUSED.to_owned();
+            s.state = SyncState::Paused;
         });
         names.push(format!("{}/{object}", c.conn.name));
     }
@@ -54,7 +50,7 @@ pub(crate) async fn pause(shared: &Shared, msg: Pause) -> CmdResult<Vec<String>>
 }
 
 /// Restarts every mapping of a paused connection from its committed progress.
-pub(crate) async fn resume(shared: &Shared, msg: Resume) -> CmdResult<Vec<String>> {
+pub(crate) async fn resume(shared: &EngineState, msg: Resume) -> CmdResult<Vec<String>> {
     let mut conns = shared.conns.lock().await;
     let c = connection(&mut conns, &msg.connection)?;
     c.paused = false;
@@ -69,12 +65,12 @@ pub(crate) async fn resume(shared: &Shared, msg: Resume) -> CmdResult<Vec<String
                 Ok(state) => {
                     rt.epoch = state.owner_epoch;
                     let shown = if state.initial_load_done {
-                        states::DATA_SYNCED
+                        SyncState::DataSynced
                     } else {
-                        states::INITIAL
+                        SyncState::Initial
                     };
                     shared.registry.update(&c.conn.name, &object, |s| {
-                        s.state = shown.to_owned();
+                        s.state = shown;
                     });
                     launch(shared, c, &mut rt, &state);
                     Ok(())
@@ -83,12 +79,12 @@ pub(crate) async fn resume(shared: &Shared, msg: Resume) -> CmdResult<Vec<String
             }
         };
         c.mappings.insert(object.clone(), rt);
-        result.map_err(AdminError::from)?;
+        result?;
         names.push(format!("{}/{object}", c.conn.name));
     }
     c.restart_writeback(&shared.registry)
         .await
-        .map_err(AdminError::from)?;
+        .map_err(CommandError::from)?;
     tracing::info!(connection = %msg.connection, "connection resumed");
     shared.publish(&conns);
     Ok(names)
@@ -96,11 +92,11 @@ pub(crate) async fn resume(shared: &Shared, msg: Resume) -> CmdResult<Vec<String
 
 /// Heroku Connect's "reload table": stop the poller, truncate the table in one fenced
 /// transaction that also forgets the mapping's progress, and load it again from scratch.
-pub(crate) async fn reload(shared: &Shared, msg: Reload) -> CmdResult<String> {
+pub(crate) async fn reload(shared: &EngineState, msg: Reload) -> CmdResult<String> {
     let mut conns = shared.conns.lock().await;
     let c = connection(&mut conns, &msg.connection)?;
     if c.paused {
-        return Err(AdminError::failed_precondition(format!(
+        return Err(CommandError::NotNow(format!(
             "connection {} is paused; resume it before reloading",
             c.conn.name
         )));
@@ -111,7 +107,7 @@ pub(crate) async fn reload(shared: &Shared, msg: Reload) -> CmdResult<String> {
         .find(|o| o.eq_ignore_ascii_case(&msg.object))
         .cloned()
         .ok_or_else(|| {
-            AdminError::not_found(format!(
+            CommandError::NotFound(format!(
                 "connection {} has no mapping of {:?}",
                 c.conn.name, msg.object
             ))
@@ -123,16 +119,15 @@ pub(crate) async fn reload(shared: &Shared, msg: Reload) -> CmdResult<String> {
         // before the table is emptied, so nothing of the old load lands in the new one.
         let claimed = claim(shared, c, &rt.key).await?;
         rt.epoch = claimed.owner_epoch;
-        c.writer
-            .send(TruncateForReload {
-                key: rt.key.clone(),
-                epoch: rt.epoch,
-                table: QualifiedName::new(&c.conn.schema, &rt.resolved.table),
-            })
-            .await??;
+        c.db.send(TruncateForReload {
+            key: rt.key.clone(),
+            epoch: rt.epoch,
+            mapping: rt.resolved.clone(),
+        })
+        .await??;
         // What the truncating transaction left in the state row.
         let mut state = claimed;
-        state.state = states::RELOAD_TABLE.to_owned();
+        state.state = SyncState::ReloadTable.as_str().to_owned();
         state.synced_through = None;
         state.initial_load_done = false;
         state.initial_load_cursor = None;
@@ -154,7 +149,7 @@ pub(crate) async fn reload(shared: &Shared, msg: Reload) -> CmdResult<String> {
     };
     rt.epoch = state.owner_epoch;
     shared.registry.update(&c.conn.name, &object, |s| {
-        s.state = states::RELOAD_TABLE.to_owned();
+        s.state = SyncState::ReloadTable;
         s.rows = 0;
         s.synced_through = None;
     });
@@ -162,19 +157,23 @@ pub(crate) async fn reload(shared: &Shared, msg: Reload) -> CmdResult<String> {
     c.mappings.insert(object.clone(), rt);
     tracing::info!(connection = %msg.connection, object, "table reload started");
     shared.publish(&conns);
-    Ok(states::RELOAD_TABLE.to_owned())
+    Ok(SyncState::ReloadTable.as_str().to_owned())
 }
 
-pub(crate) async fn stop_all(shared: &Shared, _: StopAll) {
+pub(crate) async fn stop_all(shared: &EngineState, _: StopAll) {
     let mut conns = shared.conns.lock().await;
     for rt in conns.values().flat_map(|c| c.mappings.values()) {
         rt.signal_stop();
     }
     for c in conns.values_mut() {
+        c.notify.stop().await;
         c.stop_writeback().await;
         for rt in c.mappings.values_mut() {
             rt.halt().await;
         }
-        let _ = c.writer.send(Shutdown).await;
+        if let Some(pool) = c.secondary.take() {
+            pool.stop().await;
+        }
+        let _ = c.db.send(Close).await;
     }
 }

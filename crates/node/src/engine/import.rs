@@ -13,9 +13,8 @@ use driftless_core::mapping::{Mapping, MappingFile};
 
 use super::commands::connection;
 use super::launch::start_mapping;
-use super::{CmdResult, Import, Shared};
-use crate::admin::AdminError;
-use crate::run::validate_file;
+use super::{CmdResult, CommandError, EngineState, Import};
+use crate::validate::validate_file;
 use crate::NodeError;
 
 /// Object names per kind of change.
@@ -73,13 +72,13 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     result
 }
 
-pub(crate) async fn import(shared: &Shared, msg: Import) -> CmdResult<ImportOutcome> {
+pub(crate) async fn import(shared: &EngineState, msg: Import) -> CmdResult<ImportOutcome> {
     let mut conns = shared.conns.lock().await;
     let c = connection(&mut conns, &msg.connection)?;
     let text = std::str::from_utf8(&msg.contents)
-        .map_err(|e| AdminError::invalid(format!("import file: not UTF-8 text: {e}")))?;
+        .map_err(|e| CommandError::Invalid(format!("import file: not UTF-8 text: {e}")))?;
     let given =
-        MappingFile::parse(text).map_err(|e| AdminError::invalid(format!("import file: {e}")))?;
+        MappingFile::parse(text).map_err(|e| CommandError::Invalid(format!("import file: {e}")))?;
     let new_file = if msg.replace {
         MappingFile {
             connection: given
@@ -100,11 +99,12 @@ pub(crate) async fn import(shared: &Shared, msg: Import) -> CmdResult<ImportOutc
     let validated = validate_file(&c.conn, &new_file, "import file")
         .await
         .map_err(|e| match e {
-            NodeError::Config(m) => AdminError::invalid(m),
-            other => AdminError::from(other),
+            e @ NodeError::Config { .. } => CommandError::Invalid(e.to_string()),
+            other => CommandError::Node(other),
         })?;
-    write_atomically(&c.conn.mappings, &new_file.to_json()).map_err(|e| {
-        AdminError::internal(format!("cannot write {}: {e}", c.conn.mappings.display()))
+    write_atomically(&c.conn.mappings, &new_file.to_json()).map_err(|e| CommandError::Write {
+        message: format!("cannot write {}: {e}", c.conn.mappings.display()),
+        source: e,
     })?;
     c.file = new_file;
     let connection_name = c.conn.name.clone();
@@ -135,7 +135,7 @@ pub(crate) async fn import(shared: &Shared, msg: Import) -> CmdResult<ImportOutc
             }
             Err(e) => {
                 tracing::error!(connection = %connection_name, object, error = %e, "imported mapping did not start");
-                result = Err(AdminError::from(e));
+                result = Err(CommandError::from(e));
                 break;
             }
         }
@@ -144,7 +144,7 @@ pub(crate) async fn import(shared: &Shared, msg: Import) -> CmdResult<ImportOutc
     if let Err(e) = c.restart_writeback(&shared.registry).await {
         tracing::error!(connection = %connection_name, error = %e, "write-back did not restart");
         if result.is_ok() {
-            result = Err(AdminError::from(e));
+            result = Err(CommandError::from(e));
         }
     }
     tracing::info!(connection = %connection_name, added = ?outcome.added, changed = ?outcome.changed, removed = ?outcome.removed, "mappings imported");

@@ -2,27 +2,30 @@
 
 use std::sync::Arc;
 
-use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use driftless_core::state::{MappingKey, MappingState};
-use tokio::sync::watch;
 
-use super::{ConnRt, MappingRt, Shared};
+use super::{ConnectionRun, EngineState, MappingRun};
 use crate::db_writer::{Claim, EnsureSchema, SetState};
 use crate::error::Result;
-use crate::mapping_ctx::MappingCtx;
-use crate::mapping_poller::MappingPoller;
-use crate::run::Validated;
-use crate::sf;
-use crate::status::{states, MappingStatus};
+use crate::formula_refresh::FormulaRefresher;
+use crate::mapping_ctx::{Claimed, MappingCtx, MappingSettings};
+use crate::mapping_poller::{MappingPoller, WindowPollRequest};
+use crate::salesforce_client as sf;
+use crate::shutdown::Shutdown;
+use crate::status::{MappingStatus, SyncState};
+use crate::validate::Validated;
 
 /// Creates or extends the mapping's table, claims the mapping with the next owner epoch (which
 /// fences any earlier owner still writing), and starts its poller unless the connection is
 /// paused or the mapping was left paused by an earlier process.
-pub(crate) async fn start_mapping(shared: &Shared, c: &ConnRt, v: Validated) -> Result<MappingRt> {
-    let changes = c
-        .writer
-        .send(EnsureSchema {
+pub(crate) async fn start_mapping(
+    shared: &EngineState,
+    c: &ConnectionRun,
+    v: Validated,
+) -> Result<MappingRun> {
+    let changes =
+        c.db.send(EnsureSchema {
             schema: c.conn.schema.clone(),
             mapping: v.mapping.clone(),
             describe: v.describe.clone(),
@@ -33,34 +36,51 @@ pub(crate) async fn start_mapping(shared: &Shared, c: &ConnRt, v: Validated) -> 
     }
     let key = MappingKey::new(&c.conn.schema, &c.conn.name, &v.mapping.object_name);
     let state = claim(shared, c, &key).await?;
-    let paused = c.paused || state.state == states::PAUSED;
+    let stored = SyncState::from_row(&state.state);
+    let paused = c.paused || stored == SyncState::Paused;
     shared.registry.insert(MappingStatus {
         connection: c.conn.name.clone(),
         object: v.mapping.object_name.clone(),
-        state: if paused {
-            states::PAUSED.to_owned()
-        } else {
-            state.state.clone()
-        },
+        state: if paused { SyncState::Paused } else { stored },
         worker: shared.options.worker.clone(),
         rows: 0,
         synced_through: state.synced_through,
         counters: state.counters.clone(),
         last_error: state.last_error.clone(),
         last_error_at: None,
+        notify: crate::status::NotifyCounters {
+            enabled: v.mapping.config.sf_notify_enabled,
+            ..Default::default()
+        },
+        formula_notes: v
+            .formula
+            .fields
+            .iter()
+            .filter(|f| f.is_unsupported())
+            .filter_map(|f| {
+                f.timed.as_ref().map(|why| {
+                    format!(
+                        "{}: refreshed every formula_refresh_secs only ({why})",
+                        f.field
+                    )
+                })
+            })
+            .collect(),
     });
     let needs_resync = state.initial_load_done
-        && (!changes.added_fields.is_empty() || state.state == states::RESYNC);
-    let mut rt = MappingRt {
+        && (!changes.added_fields.is_empty() || stored == SyncState::Resync);
+    let mut rt = MappingRun {
         mapping: v.mapping,
         resolved: Arc::new(changes.mapping),
         key,
         epoch: state.owner_epoch,
         pending_resync: needs_resync,
-        running: None,
+        formula: Arc::new(v.formula),
+        poller: None,
+        notify: None,
     };
     if paused {
-        if state.state != states::PAUSED {
+        if stored != SyncState::Paused {
             persist_paused(c, &rt).await?;
         }
         return Ok(rt);
@@ -70,38 +90,44 @@ pub(crate) async fn start_mapping(shared: &Shared, c: &ConnRt, v: Validated) -> 
 }
 
 /// Claims the mapping for this process with the next owner epoch.
-pub(crate) async fn claim(shared: &Shared, c: &ConnRt, key: &MappingKey) -> Result<MappingState> {
-    c.writer
-        .send(Claim {
-            key: key.clone(),
-            owner: shared.options.worker.clone(),
-            epoch: shared
-                .options
-                .assigned_epochs
-                .get(&(key.connection.clone(), key.object.clone()))
-                .copied(),
-        })
-        .await?
+pub(crate) async fn claim(
+    shared: &EngineState,
+    c: &ConnectionRun,
+    key: &MappingKey,
+) -> Result<MappingState> {
+    c.db.send(Claim {
+        key: key.clone(),
+        owner: shared.options.worker.clone(),
+        epoch: shared
+            .options
+            .assigned_epochs
+            .get(&(key.connection.clone(), key.object.clone()))
+            .copied(),
+    })
+    .await?
 }
 
-pub(crate) async fn persist_paused(c: &ConnRt, rt: &MappingRt) -> Result<()> {
-    c.writer
-        .send(SetState {
-            key: rt.key.clone(),
-            epoch: rt.epoch,
-            state: states::PAUSED.to_owned(),
-            error: None,
-        })
-        .await?
+pub(crate) async fn persist_paused(c: &ConnectionRun, rt: &MappingRun) -> Result<()> {
+    c.db.send(SetState {
+        key: rt.key.clone(),
+        epoch: rt.epoch,
+        state: SyncState::Paused,
+        error: None,
+    })
+    .await?
 }
 
 /// Starts the poller from the committed state `state` (claimed with `rt.epoch`).
-pub(crate) fn launch(shared: &Shared, c: &ConnRt, rt: &mut MappingRt, state: &MappingState) {
+pub(crate) fn launch(
+    shared: &EngineState,
+    c: &ConnectionRun,
+    rt: &mut MappingRun,
+    state: &MappingState,
+) {
     let synced_through: Option<DateTime<Utc>> = state
         .initial_load_done
         .then_some(state.synced_through)
         .flatten();
-    let (stop_tx, stop_rx) = watch::channel(false);
     let client = match sf::client(&c.conn) {
         Ok(client) => client,
         Err(e) => {
@@ -111,37 +137,62 @@ pub(crate) fn launch(shared: &Shared, c: &ConnRt, rt: &mut MappingRt, state: &Ma
             shared
                 .registry
                 .update(&rt.key.connection, &rt.key.object, |s| {
-                    s.state = states::SYSTEM_ERROR.to_owned();
+                    s.state = SyncState::SystemError;
                     s.last_error = Some(e.to_string());
                     s.last_error_at = Some(Utc::now());
                 });
             return;
         }
     };
+    let shutdown = Shutdown::new();
     let ctx = Arc::new(MappingCtx::new(
-        rt.key.clone(),
-        rt.epoch,
-        rt.resolved.clone(),
+        Claimed {
+            key: rt.key.clone(),
+            epoch: rt.epoch,
+            mapping: rt.resolved.clone(),
+        },
+        MappingSettings::resolve(&c.conn.sync, &rt.mapping.config, &shared.options),
         client,
-        c.writer.clone(),
+        c.db.clone(),
         shared.registry.clone(),
-        c.conn.sync.clone(),
+        shutdown.signal(),
+    ));
+    let mapped: Vec<(String, driftless_core::ident::Ident)> = c
+        .file
+        .mappings
+        .iter()
+        .filter(|m| !m.object_name.eq_ignore_ascii_case(&rt.mapping.object_name))
+        .filter_map(|m| {
+            let table = driftless_core::ident::Ident::from_sf_name(&m.object_name).ok()?;
+            Some((m.object_name.clone(), table))
+        })
+        .collect();
+    let every = std::time::Duration::from_secs(
         rt.mapping
             .config
-            .sf_polling_seconds
-            .unwrap_or(c.conn.sync.poll_interval_secs),
-        rt.mapping.config.sf_max_daily_api_calls,
-        shared.options.clone(),
-        stop_rx,
-    ));
-    let poller = MappingPoller::new(
-        ctx,
-        c.secondary.clone(),
-        synced_through,
-        state.state.clone(),
-        std::mem::take(&mut rt.pending_resync),
+            .formula_refresh_secs()
+            .unwrap_or(c.conn.sync.formula_refresh_secs),
     );
-    let finished = poller.finished();
-    poller.start();
-    rt.running = Some((stop_tx, finished));
+    let formula = FormulaRefresher::new(&rt.formula, &rt.resolved, &c.conn.schema, &mapped, every);
+    let mut poller = MappingPoller::new(
+        ctx.clone(),
+        c.secondary.as_ref().map(|p| p.queue()),
+        synced_through,
+        SyncState::from_row(&state.state),
+        std::mem::take(&mut rt.pending_resync),
+    )
+    .with_formula_refresh(formula);
+    if rt.mapping.config.sf_notify_enabled {
+        let requests = Arc::new(WindowPollRequest::default());
+        poller = poller.with_requests(requests.clone());
+        let notify_objects = c
+            .file
+            .mappings
+            .iter()
+            .filter(|m| m.config.sf_notify_enabled)
+            .map(|m| m.object_name.clone())
+            .collect();
+        rt.notify = Some(c.notify.register(ctx, requests, notify_objects));
+    }
+    rt.poller = Some(poller.spawn(shutdown));
 }

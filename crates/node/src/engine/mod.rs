@@ -8,85 +8,90 @@
 //! [`Catalog`] after each command, so status and export never wait for a slow pause.
 
 mod commands;
+mod error;
 mod import;
 mod launch;
-mod reload;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::db_writer::DbWriter;
+use crate::secondary_pool::SecondaryPollPool;
+use crate::shutdown::Running;
+use crate::status::Registry;
+use crate::writeback::WriteBack;
+use crate::RunOptions;
 use actix::prelude::*;
 use driftless_core::config::ConnectionConfig;
 use driftless_core::mapping::{Mapping, MappingFile, ResolvedMapping};
 use driftless_core::state::MappingKey;
 use parking_lot::RwLock;
-use tokio::sync::watch;
 
-use crate::admin::AdminError;
-use crate::db_writer::DbWriter;
-use crate::secondary_pool::SecondaryPollPool;
-use crate::status::Registry;
-use crate::writeback::WriteBack;
-use crate::RunOptions;
-
+pub use error::CommandError;
 pub use import::{diff, write_atomically, ImportOutcome};
 pub(crate) use launch::start_mapping;
 
 /// One mapping as the engine runs it.
-pub(crate) struct MappingRt {
+pub(crate) struct MappingRun {
     pub mapping: Mapping,
     pub resolved: Arc<ResolvedMapping>,
     pub key: MappingKey,
     pub epoch: i64,
     /// Columns were added while the connection was paused: the backfill runs on resume.
     pub pending_resync: bool,
-    /// The running poller's stop switch and its "stopped" signal; `None` while not polling.
-    running: Option<(watch::Sender<bool>, watch::Receiver<bool>)>,
+    /// How its formula fields stay fresh (empty without any).
+    pub formula: Arc<driftless_core::formula::FormulaPlan>,
+    /// The running poller; `None` while not polling.
+    poller: Option<Running>,
+    /// Change events reach the mapping while this is held (`sf_notify_enabled`).
+    notify: Option<crate::notify::Registration>,
 }
 
-impl MappingRt {
+impl MappingRun {
     /// Stops the poller and waits until its current step is done (a commit is never cut in
     /// half). Its secondary polls see the same switch and stop before their next read.
     pub async fn halt(&mut self) {
-        if let Some((stop, mut finished)) = self.running.take() {
-            stop.send_replace(true);
-            // An error means the poller is gone already, which is what we wait for.
-            let _ = finished.wait_for(|done| *done).await;
+        self.notify = None;
+        if let Some(poller) = self.poller.take() {
+            poller.stop().await;
         }
     }
 
     /// Tells the poller to stop after its current step, without waiting.
     pub fn signal_stop(&self) {
-        if let Some((stop, _)) = &self.running {
-            stop.send_replace(true);
+        if let Some(poller) = &self.poller {
+            poller.signal_stop();
         }
     }
 
     pub fn is_running(&self) -> bool {
-        self.running.is_some()
+        self.poller.is_some()
     }
 }
 
 /// One connection as the engine runs it.
-pub(crate) struct ConnRt {
+pub(crate) struct ConnectionRun {
     pub conn: ConnectionConfig,
-    pub writer: Addr<DbWriter>,
-    pub secondary: Option<Addr<SecondaryPollPool>>,
+    /// The connection's DbWriter: every database statement of the connection goes through it.
+    pub db: Addr<DbWriter>,
+    pub secondary: Option<SecondaryPollPool>,
     pub paused: bool,
     /// The connection's mappings file as it is now (`ctl export`).
     pub file: MappingFile,
     /// By object name, as the mapping spells it.
-    pub mappings: BTreeMap<String, MappingRt>,
+    pub mappings: BTreeMap<String, MappingRun>,
     /// Sends the read_write mappings' changes to Salesforce; None while paused or when no
     /// mapping is read_write.
-    pub writeback: Option<Addr<WriteBack>>,
+    pub writeback: Option<Running>,
+    /// The change-event subscription of the mappings with `sf_notify_enabled`.
+    pub notify: crate::notify::NotifyHub,
 }
 
-impl ConnRt {
-    /// Stops the write-back actor (its cycle under way finishes first).
+impl ConnectionRun {
+    /// Stops write-back (its cycle under way finishes first).
     pub async fn stop_writeback(&mut self) {
         if let Some(w) = self.writeback.take() {
-            let _ = w.send(crate::writeback::Stop).await;
+            w.stop().await;
         }
     }
 
@@ -98,8 +103,7 @@ impl ConnRt {
             return Ok(());
         }
         let resolved = self.mappings.values().map(|m| m.resolved.clone());
-        self.writeback =
-            WriteBack::start(&self.conn, &self.writer, resolved, registry.clone()).await?;
+        self.writeback = WriteBack::start(&self.conn, &self.db, resolved, registry.clone()).await?;
         Ok(())
     }
 }
@@ -118,15 +122,17 @@ pub struct ConnView {
 /// Connection name -> what admin reads show of it. Cheap to clone, `Send`.
 pub type Catalog = Arc<RwLock<BTreeMap<String, ConnView>>>;
 
-pub(crate) struct Shared {
+/// What the engine's commands share: the process's registry and options, the published
+/// catalog, and every connection's run (locked for the whole of a command).
+pub(crate) struct EngineState {
     pub registry: Registry,
     pub options: Arc<RunOptions>,
     pub catalog: Catalog,
-    pub conns: tokio::sync::Mutex<BTreeMap<String, ConnRt>>,
+    pub conns: tokio::sync::Mutex<BTreeMap<String, ConnectionRun>>,
 }
 
-impl Shared {
-    pub fn publish(&self, conns: &BTreeMap<String, ConnRt>) {
+impl EngineState {
+    pub fn publish(&self, conns: &BTreeMap<String, ConnectionRun>) {
         let views = conns
             .iter()
             .map(|(name, c)| {
@@ -150,11 +156,11 @@ impl Shared {
 
 /// Runs the engine's commands on the arbiter it was started on.
 pub struct Engine {
-    shared: Arc<Shared>,
+    shared: Arc<EngineState>,
 }
 
 impl Engine {
-    pub(crate) fn new(shared: Arc<Shared>) -> Engine {
+    pub(crate) fn new(shared: Arc<EngineState>) -> Engine {
         Engine { shared }
     }
 }
@@ -163,7 +169,7 @@ impl Actor for Engine {
     type Context = Context<Self>;
 }
 
-pub(crate) type CmdResult<T> = std::result::Result<T, AdminError>;
+pub(crate) type CmdResult<T> = std::result::Result<T, CommandError>;
 
 /// Stops every poller of connection `connection` (`ctl pause`); replies "connection/Object" of each.
 #[derive(Message)]

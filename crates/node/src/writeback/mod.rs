@@ -1,8 +1,9 @@
 //! The WriteBack actor: one per connection with read_write mappings, sending what the capture
 //! triggers logged in `_trigger_log` to Salesforce (reference/heroku-connect.md §4, SPEC.md §5).
 //!
-//! It shares the DbWriter's pool (the connection's whole Postgres budget; the LISTEN session is
-//! carved out of it, see [`listen`]) and follows the idempotency protocol of
+//! It holds no database session: every statement is a message to the connection's DbWriter (whose
+//! pool is the connection's whole Postgres budget; the LISTEN session is carved out of it, see
+//! [`crate::db_writer::writeback`]). It follows the idempotency protocol of
 //! [`driftless_core::writeback`]: claim (committed before any call), send, record the outcome. At
 //! start it hands back every entry a dead predecessor left `PENDING`: a connection has one writer,
 //! the process that runs it, so nothing else can be sending them. Resending them is safe because
@@ -14,30 +15,37 @@
 //! past `connection.sync.writeback_retention_days`. Counts for `ctl status` are refreshed into the
 //! registry every [`COUNTS_EVERY`] and when the queue drains.
 
+mod bulk;
 mod convert;
-mod listen;
 mod send;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use deadpool_postgres::Pool;
 use driftless_core::config::ConnectionConfig;
 use driftless_core::ident::Ident;
 use driftless_core::mapping::{Access, ResolvedMapping};
-use driftless_core::writeback::{self as core_wb, FailedEntry};
-use tokio::sync::{watch, Notify};
+use driftless_core::writeback::{FailedEntry, WriteMode};
+use tokio::sync::Notify;
 
 pub use convert::{to_json, Writable};
-pub use send::{backoff, COLLECTION};
+pub use send::{backoff, Outcome, COLLECTION};
 
-use crate::db_writer::DbWriter;
+use crate::db_writer::{
+    ClaimWrites, DbWriter, FailedWrites, Housekeeping, Housekept, Listener, OpenBulkJobs,
+    OpenListener, PendingAbove, RecordOutcomes, RecoverInFlight, WriteCounts,
+};
 use crate::error::{NodeError, Result};
-use crate::status::{Registry, WritesDoc};
+use crate::shutdown::{spawn_loop, Running, StopSignal, Tick};
+use crate::status::{Registry, WritePath, WritesDoc};
 
-/// Entries claimed per mapping per cycle: ten full collection calls.
+/// Entries claimed per mapping per cycle on the composite path: ten full collection calls.
 pub const CLAIM_LIMIT: i64 = 2000;
+/// Entries claimed per cycle on the Bulk path: a job costs about eight calls (create, upload,
+/// close, polls, two result reads) whatever its size, so big claims keep the cost per record low.
+/// Claimed [`CLAIM_LIMIT`] at a time: one claim statement grows worse than linearly with its size.
+pub const BULK_CLAIM_LIMIT: usize = 100_000;
 /// How often the log is read without a NOTIFY: retries whose backoff ran out, and every change
 /// when there is no LISTEN session.
 pub const FALLBACK_POLL: Duration = Duration::from_secs(2);
@@ -51,50 +59,44 @@ pub const ARCHIVE_AFTER: Duration = Duration::from_secs(300);
 /// After a failed cycle (database or org down), wait this long before the next.
 const ERROR_PAUSE: Duration = Duration::from_secs(2);
 
-/// The DbWriter's pool, for actors that must share its budget.
-#[derive(Message)]
-#[rtype(result = "Pool")]
-pub struct SharedPool;
-
-impl Handler<SharedPool> for DbWriter {
-    type Result = MessageResult<SharedPool>;
-    fn handle(&mut self, _: SharedPool, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.pool().clone())
-    }
-}
-
 struct Target {
     mapping: Arc<ResolvedMapping>,
     writable: Writable,
 }
 
-struct Inner {
+/// What a connection's write-back sends to, and with what.
+struct Connection {
     conn: ConnectionConfig,
     schema: Ident,
-    pool: Pool,
+    db: Addr<DbWriter>,
     client: salesforce::Client,
     targets: Vec<Target>,
     registry: Registry,
     retention: Duration,
 }
 
+/// The write-back loop of one connection; runs as a [`Tick`] loop until stopped.
 pub struct WriteBack {
-    inner: Arc<Inner>,
-    stop: watch::Sender<bool>,
-    done: watch::Receiver<bool>,
-    done_tx: Option<watch::Sender<bool>>,
+    connection: Connection,
+    wake: Arc<Notify>,
+    listener: Option<Listener>,
+    recovered: bool,
+    last_housekeeping: Option<Instant>,
+    last_counts: Instant,
+    busy_since_count: bool,
 }
 
 impl WriteBack {
     /// Starts the writer for `conn`'s read_write mappings among `mappings`; `None` when there are
-    /// none. Reads each object's describe first (which fields a write may set).
+    /// none. Reads each object's describe first (which fields a write may set). Stopping the
+    /// returned task lets the cycle under way finish (an outcome is always recorded first).
     pub async fn start(
         conn: &ConnectionConfig,
-        writer: &Addr<DbWriter>,
+        db: &Addr<DbWriter>,
         mappings: impl IntoIterator<Item = Arc<ResolvedMapping>>,
         registry: Registry,
-    ) -> Result<Option<Addr<WriteBack>>> {
-        let client = crate::sf::client(conn)?;
+    ) -> Result<Option<Running>> {
+        let client = crate::salesforce_client::client(conn)?;
         let mut targets = Vec::new();
         for mapping in mappings {
             if mapping.access != Access::ReadWrite {
@@ -109,161 +111,177 @@ impl WriteBack {
         if targets.is_empty() {
             return Ok(None);
         }
-        let pool = writer.send(SharedPool).await?;
-        let (stop, _) = watch::channel(false);
-        let (done_tx, done) = watch::channel(false);
-        let inner = Arc::new(Inner {
+        let connection = Connection {
             schema: conn.schema.clone(),
             conn: conn.clone(),
-            pool,
+            db: db.clone(),
             client,
             targets,
             registry,
             retention: Duration::from_secs(conn.sync.writeback_retention_days * 24 * 3600),
-        });
-        Ok(Some(
-            WriteBack {
-                inner,
-                stop,
-                done,
-                done_tx: Some(done_tx),
-            }
-            .start(),
-        ))
-    }
-}
-
-impl Actor for WriteBack {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        let inner = self.inner.clone();
-        let stop = self.stop.subscribe();
-        let done = self.done_tx.take().expect("started once");
-        ctx.spawn(actix::fut::wrap_future(async move {
-            inner.run(stop).await;
-            let _ = done.send(true);
-        }));
-    }
-}
-
-/// Finishes the cycle under way (an outcome is always recorded before stopping) and stops.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Stop;
-
-impl Handler<Stop> for WriteBack {
-    type Result = ResponseActFuture<Self, ()>;
-    fn handle(&mut self, _: Stop, _: &mut Self::Context) -> Self::Result {
-        self.stop.send_replace(true);
-        let mut done = self.done.clone();
-        Box::pin(
-            actix::fut::wrap_future(async move {
-                let _ = done.wait_for(|d| *d).await;
-            })
-            .map(|_, _, ctx: &mut Context<Self>| ctx.stop()),
-        )
+        };
+        Ok(Some(spawn_loop(WriteBack {
+            connection,
+            wake: Arc::new(Notify::new()),
+            listener: None,
+            recovered: false,
+            last_housekeeping: None,
+            last_counts: Instant::now(),
+            busy_since_count: true,
+        })))
     }
 }
 
 /// Failed writes of one connection for `ctl errors`, newest first, live log and archive (within
 /// its retention): object (table), record id and sfid, operation, Salesforce's message and time.
 pub async fn failed_writes(
-    writer: &Addr<DbWriter>,
+    db: &Addr<DbWriter>,
     schema: &Ident,
     limit: i64,
 ) -> Result<Vec<FailedEntry>> {
-    let pool = writer.send(SharedPool).await?;
-    let client = pool.get().await?;
-    core_wb::failed_entries(&**client, schema, limit)
-        .await
-        .map_err(wb_error)
+    db.send(FailedWrites {
+        schema: schema.clone(),
+        limit,
+    })
+    .await?
 }
 
-fn wb_error(e: core_wb::WritebackError) -> NodeError {
-    match e {
-        core_wb::WritebackError::Db(db) => NodeError::Db(db),
-        other => NodeError::State(other.to_string()),
-    }
-}
-
-impl Inner {
-    async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let wake = Arc::new(Notify::new());
-        let mut listener: Option<listen::Listener> = None;
-        let mut recovered = false;
-        let mut last_housekeeping: Option<Instant> = None;
-        let mut last_counts = Instant::now();
-        let mut busy_since_count = true;
-        while !*stop.borrow() {
-            if listener
-                .as_ref()
-                .is_none_or(|l| l.closed.load(std::sync::atomic::Ordering::Relaxed))
+impl Tick for WriteBack {
+    async fn tick(&mut self, _: &StopSignal) -> Option<Duration> {
+        let c = &self.connection;
+        if self.listener.as_ref().is_none_or(|l| l.is_closed()) {
+            self.listener = None;
+            match c
+                .db
+                .send(OpenListener {
+                    wake: self.wake.clone(),
+                })
+                .await
+                .map_err(NodeError::from)
+                .and_then(|r| r)
             {
-                listener = None;
-                match listen::open(&self.conn, &self.pool, wake.clone()).await {
-                    Ok(l) => listener = l,
-                    Err(e) => {
-                        tracing::warn!(connection = %self.conn.name, error = %e, "write-back LISTEN failed; polling")
-                    }
-                }
-            }
-            let cycle = async {
-                if !recovered {
-                    self.recover().await?;
-                    recovered = true;
-                }
-                if last_housekeeping.is_none_or(|t| t.elapsed() >= HOUSEKEEPING) {
-                    self.housekeeping().await?;
-                    last_housekeeping = Some(Instant::now());
-                }
-                let mut busy = false;
-                for t in &self.targets {
-                    busy |= self.cycle(t).await? > 0;
-                }
-                Ok::<bool, NodeError>(busy)
-            };
-            let pause = match cycle.await {
-                Ok(true) => None,
-                Ok(false) => Some(FALLBACK_POLL),
+                Ok(l) => self.listener = l,
                 Err(e) => {
-                    tracing::warn!(connection = %self.conn.name, error = %e, "write-back cycle failed");
-                    Some(ERROR_PAUSE)
-                }
-            };
-            // Counting scans the log: once a second while busy, and once more when the queue
-            // drains so status ends on the final figures.
-            let drained = pause.is_some() && busy_since_count;
-            busy_since_count |= pause.is_none();
-            if drained || last_counts.elapsed() >= COUNTS_EVERY {
-                busy_since_count = false;
-                if let Err(e) = self.refresh_counts().await {
-                    tracing::warn!(connection = %self.conn.name, error = %e, "write-back counts");
-                }
-                last_counts = Instant::now();
-            }
-            if let Some(d) = pause {
-                tokio::select! {
-                    _ = wake.notified() => {
-                        // A burst of inserts notifies per row: let it land so one claim takes
-                        // many rows rather than one.
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    _ = tokio::time::sleep(d) => {}
-                    _ = stop.wait_for(|s| *s) => {}
+                    tracing::warn!(connection = %c.conn.name, error = %e, "write-back LISTEN failed; polling")
                 }
             }
         }
-        drop(listener);
-        let _ = self.refresh_counts().await;
+        let cycle = async {
+            if !self.recovered {
+                c.recover().await?;
+                self.recovered = true;
+            }
+            if self
+                .last_housekeeping
+                .is_none_or(|t| t.elapsed() >= HOUSEKEEPING)
+            {
+                c.housekeeping().await?;
+                self.last_housekeeping = Some(Instant::now());
+            }
+            let mut busy = false;
+            let mut failed = None;
+            // One mapping's trouble (its table altered under it...) does not hold the others up.
+            for t in &c.targets {
+                match c.cycle(t).await {
+                    Ok(Cycle { claimed, unsettled }) => {
+                        busy |= claimed > 0;
+                        if unsettled {
+                            // Settled from the database before anything else is claimed.
+                            self.recovered = false;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(connection = %c.conn.name, object = %t.mapping.object_name, error = %e, "write-back of the mapping failed");
+                        failed = Some(e);
+                    }
+                }
+            }
+            match failed {
+                Some(e) if !busy => Err(e),
+                _ => Ok::<bool, NodeError>(busy),
+            }
+        };
+        let pause = match cycle.await {
+            Ok(true) => None,
+            Ok(false) => Some(FALLBACK_POLL),
+            Err(e) => {
+                tracing::warn!(connection = %c.conn.name, error = %e, "write-back cycle failed");
+                Some(ERROR_PAUSE)
+            }
+        };
+        // Counting scans the log: once a second while busy, and once more when the queue
+        // drains so status ends on the final figures.
+        let drained = pause.is_some() && self.busy_since_count;
+        self.busy_since_count |= pause.is_none();
+        if drained || self.last_counts.elapsed() >= COUNTS_EVERY {
+            self.busy_since_count = false;
+            if let Err(e) = c.refresh_counts().await {
+                tracing::warn!(connection = %c.conn.name, error = %e, "write-back counts");
+            }
+            self.last_counts = Instant::now();
+        }
+        Some(pause.unwrap_or(Duration::ZERO))
     }
 
+    async fn woken(&self) {
+        self.wake.notified().await;
+        // A burst of inserts notifies per row: let it land so one claim takes many rows rather
+        // than one.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    async fn finish(&mut self) {
+        self.listener = None;
+        let _ = self.connection.refresh_counts().await;
+    }
+}
+
+/// What one mapping's cycle did.
+struct Cycle {
+    claimed: usize,
+    /// A Bulk job's results could not be read yet.
+    unsettled: bool,
+}
+
+impl Connection {
+    /// Settles the Bulk jobs a previous run (or a cycle that could not reach Salesforce) left,
+    /// then hands back what is still `PENDING`: every job's entries are settled first, so none of
+    /// them is sent twice.
     async fn recover(&self) -> Result<()> {
-        let client = self.pool.get().await?;
         for t in &self.targets {
-            let n = core_wb::recover_in_flight(&**client, &self.schema, &t.mapping.table)
-                .await
-                .map_err(wb_error)?;
+            let jobs = self
+                .db
+                .send(OpenBulkJobs {
+                    schema: self.schema.clone(),
+                    table: t.mapping.table.clone(),
+                })
+                .await??;
+            for job in jobs {
+                tracing::info!(connection = %self.conn.name, object = %t.mapping.object_name, job_id = %job.job_id, rows = job.log_ids.len(), "reading the results of a bulk write job started before");
+                let out = bulk::resume(&self.client, &job).await;
+                if out.unsettled_jobs > 0 {
+                    return Err(NodeError::State(format!(
+                        "bulk write job {} of {} cannot be read yet",
+                        job.job_id, t.mapping.object_name
+                    )));
+                }
+                self.db
+                    .send(RecordOutcomes {
+                        schema: self.schema.clone(),
+                        mapping: t.mapping.clone(),
+                        outcome: out,
+                    })
+                    .await??;
+            }
+        }
+        for t in &self.targets {
+            let n = self
+                .db
+                .send(RecoverInFlight {
+                    schema: self.schema.clone(),
+                    table: t.mapping.table.clone(),
+                })
+                .await??;
             if n > 0 {
                 tracing::info!(connection = %self.conn.name, object = %t.mapping.object_name, entries = n, "resending writes in flight when the last process stopped");
             }
@@ -272,61 +290,122 @@ impl Inner {
     }
 
     async fn housekeeping(&self) -> Result<()> {
-        let client = self.pool.get().await?;
-        let archived = core_wb::archive_processed(&**client, &self.schema, ARCHIVE_AFTER)
-            .await
-            .map_err(wb_error)?;
-        let purged = core_wb::purge_archive(&**client, &self.schema, self.retention)
-            .await
-            .map_err(wb_error)?;
+        let Housekept { archived, purged } = self
+            .db
+            .send(Housekeeping {
+                schema: self.schema.clone(),
+                archive_after: ARCHIVE_AFTER,
+                retention: self.retention,
+            })
+            .await??;
         tracing::debug!(connection = %self.conn.name, archived, purged, "write-back housekeeping");
         Ok(())
     }
 
-    /// One claim, its sends and their outcomes; the number of entries claimed.
-    async fn cycle(&self, t: &Target) -> Result<usize> {
-        let entries = {
-            let client = self.pool.get().await?;
-            core_wb::claim_pending(&**client, &self.schema, &t.mapping, CLAIM_LIMIT)
-                .await
-                .map_err(wb_error)?
+    /// The way this cycle sends: Bulk when more is pending than `bulk_write_threshold`. Under
+    /// Ordered Writes too (Connect's Bulk writes need them): its claim holds one change per
+    /// record, all before the table's first blocking point, so the job's parallel batches cannot
+    /// reorder a record's changes.
+    async fn path(&self, t: &Target) -> Result<WritePath> {
+        let above = self
+            .db
+            .send(PendingAbove {
+                schema: self.schema.clone(),
+                table: t.mapping.table.clone(),
+                threshold: self.conn.sync.bulk_write_threshold,
+            })
+            .await??;
+        Ok(if above {
+            WritePath::Bulk
+        } else {
+            WritePath::Composite
+        })
+    }
+
+    /// One claim, its sends and their outcomes.
+    async fn cycle(&self, t: &Target) -> Result<Cycle> {
+        let mode = self.conn.sync.write_mode;
+        let path = self.path(t).await?;
+        let claim = || {
+            self.db.send(ClaimWrites {
+                schema: self.schema.clone(),
+                mapping: t.mapping.clone(),
+                mode,
+                limit: CLAIM_LIMIT,
+            })
         };
+        let mut entries = claim().await??;
+        if path == WritePath::Bulk {
+            // A record's entry claimed here is PENDING, so later claims skip its next change.
+            let mut last = entries.len();
+            while last >= CLAIM_LIMIT as usize && entries.len() < BULK_CLAIM_LIMIT {
+                let more = claim().await??;
+                last = more.len();
+                entries.extend(more);
+            }
+        }
         if entries.is_empty() {
-            return Ok(0);
+            return Ok(Cycle {
+                claimed: 0,
+                unsettled: false,
+            });
         }
         let n = entries.len();
-        // No pooled connection is held while Salesforce answers.
-        let out = send::send(&self.client, &t.mapping, &t.writable, entries).await;
-        let mut obj = self.pool.get().await?;
-        let client: &mut tokio_postgres::Client = &mut obj;
-        if !out.sent.is_empty() {
-            core_wb::mark_success(client, &self.schema, &t.mapping, &out.sent)
+        self.registry
+            .set_write_path(&self.conn.name, &t.mapping.object_name, path);
+        // No database session is held while Salesforce answers.
+        let out = match (path, mode) {
+            (WritePath::Bulk, _) => {
+                bulk::send(
+                    &self.client,
+                    &self.db,
+                    &self.schema,
+                    &t.mapping,
+                    &t.writable,
+                    entries,
+                )
                 .await
-                .map_err(wb_error)?;
-        }
-        if !out.failed.is_empty() {
-            for f in &out.failed {
-                tracing::warn!(connection = %self.conn.name, object = %t.mapping.object_name, log_id = f.log_id, message = %f.message, "write rejected");
             }
-            core_wb::mark_failed(client, &self.schema, &t.mapping, &out.failed)
-                .await
-                .map_err(wb_error)?;
+            (WritePath::Composite, WriteMode::Ordered) => {
+                send::send_ordered(&self.client, &t.mapping, &t.writable, entries).await
+            }
+            (WritePath::Composite, WriteMode::Merged) => {
+                send::send(&self.client, &t.mapping, &t.writable, entries).await
+            }
+        };
+        let unsettled = out.unsettled_jobs > 0;
+        for f in &out.failed {
+            tracing::warn!(connection = %self.conn.name, object = %t.mapping.object_name, log_id = f.log_id, message = %f.message, "write rejected");
         }
-        if !out.retry.is_empty() {
-            tracing::info!(connection = %self.conn.name, object = %t.mapping.object_name, entries = out.retry.len(), first = %out.retry[0].message, "writes will be retried");
-            core_wb::retry_later(&*client, &self.schema, &t.mapping, &out.retry)
-                .await
-                .map_err(wb_error)?;
+        if let Some(first) = out.retry.first() {
+            tracing::info!(connection = %self.conn.name, object = %t.mapping.object_name, entries = out.retry.len(), first = %first.message, "writes will be retried");
         }
-        Ok(n)
+        self.db
+            .send(RecordOutcomes {
+                schema: self.schema.clone(),
+                mapping: t.mapping.clone(),
+                outcome: out,
+            })
+            .await??;
+        Ok(Cycle {
+            claimed: n,
+            unsettled,
+        })
     }
 
     async fn refresh_counts(&self) -> Result<()> {
-        let client = self.pool.get().await?;
-        for t in &self.targets {
-            let c = core_wb::counts(&**client, &self.schema, &t.mapping.table)
-                .await
-                .map_err(wb_error)?;
+        let counts = self
+            .db
+            .send(WriteCounts {
+                schema: self.schema.clone(),
+                tables: self
+                    .targets
+                    .iter()
+                    .map(|t| t.mapping.table.clone())
+                    .collect(),
+            })
+            .await??;
+        for (t, c) in self.targets.iter().zip(counts) {
             self.registry.set_writes(
                 &self.conn.name,
                 &t.mapping.object_name,
@@ -334,6 +413,9 @@ impl Inner {
                     pending: c.pending,
                     sent: c.sent,
                     failed: c.failed,
+                    merged: c.merged,
+                    mode: self.conn.sync.write_mode.into(),
+                    ..WritesDoc::default()
                 },
             );
         }

@@ -98,6 +98,16 @@ pub async fn clear_faults(sim: &sfsim::RunningSim) {
         .unwrap();
 }
 
+/// API calls so far, and how many of them polled an ingest job's state: their number depends on
+/// how fast the machine runs the job, so call counts that must not depend on it leave them out.
+pub async fn calls_and_job_polls(sim: &sfsim::RunningSim) -> (u64, u64) {
+    let s = stats(sim).await;
+    let polls = s["api_calls"]["by_route"]["GET jobs/ingest/{id}"]
+        .as_u64()
+        .unwrap_or(0);
+    (s["api_calls"]["total"].as_u64().unwrap(), polls)
+}
+
 pub async fn stats(sim: &sfsim::RunningSim) -> Value {
     http_for(&sim.info)
         .get(format!("{}/_sim/stats", sim.base_url()))

@@ -1,7 +1,7 @@
 //! Create, inspect, list, abort and delete query jobs, and the background run that takes a job
 //! UploadComplete → InProgress → JobComplete | Failed.
 
-use super::{version_of, Inner, Job, State};
+use super::{csv_format, version_of, Inner, Job, State};
 use crate::error::SfError;
 use crate::http::respond::{rest_error, rest_json};
 use crate::http::AppState;
@@ -18,16 +18,6 @@ use std::time::{Duration, Instant};
 
 /// How long a job sits in UploadComplete before it starts.
 const QUEUE_DELAY: Duration = Duration::from_millis(25);
-
-const DELIMITERS: [(&str, char); 6] = [
-    ("BACKQUOTE", '`'),
-    ("CARET", '^'),
-    ("COMMA", ','),
-    ("PIPE", '|'),
-    ("SEMICOLON", ';'),
-    ("TAB", '\t'),
-];
-const LINE_ENDINGS: [(&str, &str); 2] = [("LF", "\n"), ("CRLF", "\r\n")];
 
 pub(super) fn bad_request(code: &'static str, message: impl Into<String>) -> HttpResponse {
     rest_error(StatusCode::BAD_REQUEST, &SfError::new(code, message))
@@ -88,20 +78,11 @@ pub async fn create(
             format!("Invalid contentType: {ct}; query jobs support only CSV"),
         );
     }
-    let delimiter = match text("columnDelimiter") {
-        None => DELIMITERS[2],
-        Some(d) => match DELIMITERS.iter().find(|(name, _)| *name == d) {
-            Some(found) => *found,
-            None => return bad_request("INVALIDJOB", format!("Invalid columnDelimiter: {d}")),
-        },
-    };
-    let line_ending = match text("lineEnding") {
-        None => LINE_ENDINGS[0],
-        Some(l) => match LINE_ENDINGS.iter().find(|(name, _)| *name == l) {
-            Some(found) => *found,
-            None => return bad_request("INVALIDJOB", format!("Invalid lineEnding: {l}")),
-        },
-    };
+    let (delimiter, line_ending) =
+        match csv_format::parse(text("columnDelimiter"), text("lineEnding")) {
+            Ok(f) => f,
+            Err(message) => return bad_request("INVALIDJOB", message),
+        };
     let plan = match soql::plan(&state.org, query) {
         Ok(p) => p,
         Err(e) => return rest_error(StatusCode::BAD_REQUEST, &e),

@@ -1,9 +1,13 @@
-//! Bulk API 2.0 query jobs under `/services/data/vNN.N/jobs/query`.
+//! Bulk API 2.0 query jobs under `/services/data/vNN.N/jobs/query`, and ingest jobs under
+//! `/jobs/ingest` ([`ingest`]).
 //!
 //! A job's query runs once, in the background, when it leaves UploadComplete; the matching
 //! committed records are kept as shared pointers (the snapshot) and every results page is
 //! serialised from them on the fly, so pages can be fetched again by locator.
 
+mod csv_format;
+pub mod ingest;
+mod ingest_csv;
 mod jobs;
 mod results;
 
@@ -23,6 +27,7 @@ const MAX_JOB_AGE_SECS: i64 = 3_600;
 #[derive(Default)]
 pub struct BulkV2State {
     jobs: Mutex<Registry>,
+    pub ingest: ingest::IngestState,
 }
 
 #[derive(Default)]
@@ -120,6 +125,7 @@ struct Inner {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    ingest::routes(cfg);
     // Plain resources rather than a scope: a scope on /services/data/{v} would swallow the REST
     // routes registered after it.
     cfg.service(

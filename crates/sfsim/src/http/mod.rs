@@ -3,6 +3,8 @@
 //! each API.
 
 pub mod respond;
+pub mod serve;
+pub mod wire;
 
 use crate::config::{SimConfig, SimInfo, DEFAULT_DAILY_API_REQUESTS};
 use crate::error::SfError;
@@ -31,6 +33,7 @@ pub struct AppState {
     pub bulk_v1: crate::bulk_v1::BulkV1State,
     pub bulk_v2: crate::bulk_v2::BulkV2State,
     pub workload: crate::workload::Workloads,
+    pub cdc: Arc<crate::cdc::ChangeLog>,
 }
 
 impl AppState {
@@ -131,9 +134,10 @@ pub async fn api_guard(
         Injected::Hang => {
             // Never answer: the client's timeout has to fire. The connection is dropped when the
             // client gives up, or after this bound so a forgotten request cannot pin a task forever.
-            tokio::time::sleep(Duration::from_secs(600)).await;
+            hang().await;
             return Ok(req.into_response(HttpResponse::GatewayTimeout().finish()));
         }
+        Injected::LoseAnswer => {}
         Injected::Error(status) => {
             let err = if status == 503 {
                 SfError::new(
@@ -196,6 +200,9 @@ pub async fn api_guard(
         }
     }
     let mut resp = next.call(req).await?;
+    if injected == Injected::LoseAnswer {
+        hang().await;
+    }
     add_limit_info(&state, &mut resp, api);
     Ok(resp)
 }
@@ -220,4 +227,9 @@ fn is_json_request(req: &ServiceRequest) -> bool {
 /// Keeps the unused-body type parameter of `Next` honest for the boxed services used here.
 pub fn boxed<B: MessageBody + 'static>(r: ServiceResponse<B>) -> ServiceResponse<BoxBody> {
     r.map_into_boxed_body()
+}
+
+/// How long a request the fault layer keeps unanswered holds its task.
+async fn hang() {
+    tokio::time::sleep(Duration::from_secs(600)).await;
 }

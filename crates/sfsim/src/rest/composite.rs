@@ -509,6 +509,5 @@ fn subrequest(ctx: &Ctx, sub: &Json) -> Result<Ctx> {
         params: serde_urlencoded::from_str(query).unwrap_or_default(),
         headers: ctx.headers.clone(),
         body,
-        rt: ctx.rt.clone(),
     })
 }

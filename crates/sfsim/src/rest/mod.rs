@@ -44,8 +44,6 @@ pub(crate) struct Ctx {
     pub params: Vec<(String, String)>,
     pub headers: HeaderMap,
     pub body: Bytes,
-    /// The runtime delayed commits are scheduled on.
-    pub rt: tokio::runtime::Handle,
 }
 
 impl Ctx {
@@ -115,20 +113,19 @@ impl Ctx {
         }
     }
 
-    /// Commits now, or after the delay `X-Sim-Commit-Delay-Ms` asks for: the transaction stays
-    /// open meanwhile, holding its records invisible and latestDateCovered back.
+    /// Commits, after the delay `X-Sim-Commit-Delay-Ms` asks for: the transaction stays open
+    /// meanwhile, holding its records invisible and latestDateCovered back. As on Salesforce, the
+    /// response is sent only after the commit, so this waits (on the blocking pool the request
+    /// runs on, so nothing else waits with it).
     pub fn finish(&self, txn: crate::store::Txn) {
         let delay = self
             .header("x-sim-commit-delay-ms")
             .and_then(|v| v.trim().parse::<u64>().ok())
             .unwrap_or(0);
-        if delay == 0 {
-            self.org().commit(txn);
-        } else {
-            let _guard = self.rt.enter();
-            self.org()
-                .commit_after(txn, std::time::Duration::from_millis(delay));
+        if delay > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(delay));
         }
+        self.org().commit(txn);
     }
 }
 
@@ -237,7 +234,6 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) 
         params: serde_urlencoded::from_str(req.query_string()).unwrap_or_default(),
         headers: req.headers().clone(),
         body,
-        rt: tokio::runtime::Handle::current(),
     };
     // Queries over large tables scan and sort for a while: keep that off the async workers.
     match web::block(move || dispatch(&ctx)).await {

@@ -6,17 +6,20 @@
 //! SystemModstamp lies inside windows that readers have already passed. Open transactions hold
 //! `latestDateCovered` back to their start, as Salesforce documents.
 
+mod formulas;
 pub mod input;
 mod txn;
 
-pub use txn::{Txn, WriteOp};
+pub use txn::{ChangeKind, CommitObserver, CommittedChange, Txn, WriteOp};
 
 use crate::error::SfError;
 use crate::ids;
 use crate::schema::{Schema, F_ID, F_IS_DELETED, F_SYSTEM_MODSTAMP};
 use crate::value::Value;
+use chrono::{DateTime, Utc};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -38,6 +41,8 @@ pub struct Table {
     external_ids: HashMap<(usize, String), u64>,
     /// When the recycle bin was last emptied: getDeleted's `earliestDateAvailable`.
     pub purged_through: Option<i64>,
+    /// Who points at whom through the lookups formulas follow (see `formulas.rs`).
+    referrers: formulas::Referrers,
 }
 
 impl Table {
@@ -80,6 +85,12 @@ pub struct Org {
     next_seq: Mutex<Vec<u64>>,
     txns: Mutex<OpenTxns>,
     txn_closed: Notify,
+    commit_observer: std::sync::OnceLock<Arc<dyn CommitObserver>>,
+    formulas: formulas::Formulas,
+    /// Seconds the clock `TODAY()`/`NOW()` read is ahead of real time (`POST /_sim/clock`).
+    clock_offset: AtomicI64,
+    /// The day (of that clock) time-dependent formulas were last computed for.
+    formula_day: AtomicI64,
 }
 
 impl Org {
@@ -92,6 +103,10 @@ impl Org {
             next_seq: Mutex::new(vec![1; n]),
             txns: Mutex::new(OpenTxns::default()),
             txn_closed: Notify::new(),
+            commit_observer: std::sync::OnceLock::new(),
+            formulas: formulas::Formulas::new(&schema),
+            clock_offset: AtomicI64::new(0),
+            formula_day: AtomicI64::new(day_of(chrono::Utc::now())),
             schema,
         };
         let org = Arc::new(org);
@@ -143,6 +158,13 @@ impl Org {
             let mut v = rec.to_vec();
             v[name_idx] = Value::text("Sim Admin");
             *rec = v.into();
+        }
+    }
+
+    /// Installs the one observer told of every later commit (Change Data Capture).
+    pub fn set_commit_observer(&self, observer: Arc<dyn CommitObserver>) {
+        if self.commit_observer.set(observer).is_err() {
+            tracing::warn!("a commit observer was already installed; keeping the first");
         }
     }
 
@@ -239,6 +261,45 @@ impl Org {
     }
 }
 
+fn day_of(t: DateTime<Utc>) -> i64 {
+    t.timestamp().div_euclid(86_400)
+}
+
+impl Org {
+    /// The time formulas see: real time plus the offset `POST /_sim/clock` set. SystemModstamps
+    /// stay on real time, so moving this clock never disturbs sync windows.
+    pub fn formula_now(&self) -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::seconds(self.clock_offset.load(Ordering::Relaxed))
+    }
+
+    pub fn clock_offset_secs(&self) -> i64 {
+        self.clock_offset.load(Ordering::Relaxed)
+    }
+
+    /// Moves the formula clock to `offset_secs` ahead of real time and recomputes every
+    /// time-dependent formula at once; returns how many records' values changed.
+    pub fn set_clock_offset(&self, offset_secs: i64) -> usize {
+        let mut tables = self.tables.write();
+        self.clock_offset.store(offset_secs, Ordering::Relaxed);
+        let now = self.formula_now();
+        self.formula_day.store(day_of(now), Ordering::Relaxed);
+        self.formulas.refresh_time_dependent(&mut tables, now)
+    }
+
+    /// Recomputes time-dependent formulas when the formula clock's date has changed since they
+    /// were last computed (a real midnight); cheap when it has not.
+    pub fn refresh_formulas_if_day_changed(&self) -> usize {
+        let now = self.formula_now();
+        let day = day_of(now);
+        if self.formula_day.load(Ordering::Relaxed) == day {
+            return 0;
+        }
+        let mut tables = self.tables.write();
+        self.formula_day.store(day, Ordering::Relaxed);
+        self.formulas.refresh_time_dependent(&mut tables, now)
+    }
+}
+
 pub fn is_deleted(r: &Record) -> bool {
     matches!(r[F_IS_DELETED], Value::Bool(true))
 }
@@ -265,7 +326,8 @@ impl Org {
             .collect();
         let mut next = self.next_seq.lock();
         let mut tables = self.tables.write();
-        let table = &mut tables[object];
+        let with_formulas = self.formulas.has_any(object);
+        let now = self.formula_now();
         let mut n = 0;
         for (mut row, stamp) in rows {
             let seq = next[object];
@@ -285,6 +347,11 @@ impl Org {
             ] {
                 row[i] = Value::text(self.admin_user_id.clone());
             }
+            if with_formulas {
+                self.formulas.compute(object, &mut row, &tables, now);
+            }
+            let table = &mut tables[object];
+            self.formulas.index(object, seq, None, &row, table);
             for &u in &unique {
                 if let Value::Text(s) = &row[u] {
                     table.external_ids.insert((u, s.to_string()), seq);

@@ -34,6 +34,50 @@ pub enum WriteOp {
     },
 }
 
+/// What a committed operation did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    Create,
+    Update,
+    Delete,
+    Undelete,
+}
+
+/// One record a commit changed: its version before (None for a create) and after.
+#[derive(Debug)]
+pub struct CommittedChange {
+    pub object: usize,
+    pub kind: ChangeKind,
+    pub before: Option<Record>,
+    pub after: Record,
+}
+
+/// Told of every commit, in commit order, while the commit still holds the store: Change Data
+/// Capture hangs off this. It must not read the store (the commit holds its write lock).
+pub trait CommitObserver: Send + Sync {
+    fn committed(&self, schema: &crate::schema::Schema, txn: &Txn, changes: Vec<CommittedChange>);
+}
+
+impl WriteOp {
+    fn target(&self) -> (usize, u64) {
+        match self {
+            WriteOp::Create { object, seq, .. }
+            | WriteOp::Update { object, seq, .. }
+            | WriteOp::Delete { object, seq }
+            | WriteOp::Undelete { object, seq } => (*object, *seq),
+        }
+    }
+
+    fn kind(&self) -> ChangeKind {
+        match self {
+            WriteOp::Create { .. } => ChangeKind::Create,
+            WriteOp::Update { .. } => ChangeKind::Update,
+            WriteOp::Delete { .. } => ChangeKind::Delete,
+            WriteOp::Undelete { .. } => ChangeKind::Undelete,
+        }
+    }
+}
+
 /// An open write transaction. Dropping it without [`Org::commit`] or [`Org::rollback`] leaves it
 /// open, which holds latestDateCovered back: always finish it.
 #[derive(Debug)]
@@ -316,7 +360,15 @@ impl Org {
         let stamp = Value::DateTime(txn.start);
         {
             let mut tables = self.tables.write();
+            let observer = self.commit_observer.get();
+            let mut changes = Vec::new();
+            let now = self.formula_now();
+            let mut touched: Vec<(usize, u64)> = Vec::with_capacity(txn.ops.len());
             for op in &txn.ops {
+                let before = observer.and_then(|_| {
+                    let (object, seq) = op.target();
+                    tables[object].get(seq).cloned()
+                });
                 match op {
                     WriteOp::Create {
                         object,
@@ -346,7 +398,9 @@ impl Org {
                         }
                         apply_defaults(def, *seq, &mut row);
                         stamp_row(&mut row, &stamp, &self.admin_user_id);
+                        self.formulas.compute(*object, &mut row, &tables, now);
                         let table = &mut tables[*object];
+                        self.formulas.index(*object, *seq, None, &row, table);
                         let slot = *seq as usize - 1;
                         if table.rows.len() <= slot {
                             table.rows.resize(slot + 1, None);
@@ -363,6 +417,7 @@ impl Org {
                         let Some(Some(current)) = table.rows.get(*seq as usize - 1) else {
                             continue;
                         };
+                        let old = current.clone();
                         let mut row = current.to_vec();
                         for (i, v) in values {
                             if let Some(Value::Text(old)) = def.fields[*i].unique.then(|| &row[*i])
@@ -376,6 +431,9 @@ impl Org {
                         }
                         apply_defaults(def, *seq, &mut row);
                         stamp_row(&mut row, &stamp, &self.admin_user_id);
+                        self.formulas.compute(*object, &mut row, &tables, now);
+                        let table = &mut tables[*object];
+                        self.formulas.index(*object, *seq, Some(&old), &row, table);
                         table.rows[*seq as usize - 1] = Some(Record::from(row));
                     }
                     WriteOp::Delete { object, seq } | WriteOp::Undelete { object, seq } => {
@@ -387,10 +445,32 @@ impl Org {
                         let mut row = current.to_vec();
                         row[F_IS_DELETED] = Value::Bool(deleted);
                         stamp_row(&mut row, &stamp, &self.admin_user_id);
-                        table.rows[*seq as usize - 1] = Some(Record::from(row));
+                        self.formulas.compute(*object, &mut row, &tables, now);
+                        tables[*object].rows[*seq as usize - 1] = Some(Record::from(row));
+                    }
+                }
+                touched.push(op.target());
+                if observer.is_some() {
+                    let (object, seq) = op.target();
+                    if let Some(after) = tables[object].get(seq) {
+                        changes.push(CommittedChange {
+                            object,
+                            kind: op.kind(),
+                            before,
+                            after: after.clone(),
+                        });
                     }
                 }
             }
+            // Still under the write lock: observers see commits in commit order.
+            if let Some(observer) = observer {
+                if !changes.is_empty() {
+                    observer.committed(&self.schema, &txn, changes);
+                }
+            }
+            // Children whose formulas read these records change in the same commit, with no
+            // stamp and no event of their own.
+            self.formulas.propagate(touched, &mut tables, now);
         }
         self.finish(txn, true);
     }
