@@ -62,6 +62,9 @@ pub fn to_wire(doc: &MappingDoc, owner_epoch: i64, last_error: Option<String>) -
             events: u(doc.notify.events),
             polls_triggered: u(doc.notify.polls_triggered),
             gaps: u(doc.notify.gaps),
+            latency_p50_ms: doc.notify.latency_p50_ms,
+            latency_p95_ms: doc.notify.latency_p95_ms,
+            unavailable: doc.notify.unavailable.clone().unwrap_or_default(),
         }),
         formula_refreshed: u(doc.formula_refreshed),
         formula_notes: doc.formula_notes.clone(),
@@ -112,12 +115,15 @@ pub fn from_wire(s: &MappingStats, worker: &str) -> MappingDoc {
             }
         },
         notify: {
-            let n = s.notify.unwrap_or_default();
+            let n = s.notify.clone().unwrap_or_default();
             NotifyDoc {
                 enabled: n.enabled,
                 events: i(n.events),
                 polls_triggered: i(n.polls_triggered),
                 gaps: i(n.gaps),
+                latency_p50_ms: n.latency_p50_ms,
+                latency_p95_ms: n.latency_p95_ms,
+                unavailable: Some(n.unavailable).filter(|u| !u.is_empty()),
             }
         },
         formula_refreshed: i(s.formula_refreshed),

@@ -51,6 +51,10 @@ pub struct SimArgs {
     /// `{"sobjects":[...]}` of several); repeatable
     #[arg(long = "objects")]
     objects: Vec<PathBuf>,
+    /// An object without Change Data Capture (no change-event topic, no events), as Salesforce
+    /// objects outside CDC's supported or selected entities; repeatable
+    #[arg(long = "no-cdc", value_name = "OBJECT")]
+    no_cdc: Vec<String>,
 }
 
 pub fn run(args: SimArgs) -> anyhow::Result<()> {
@@ -72,6 +76,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         pubsub_listen: args.pubsub_listen,
         cdc_retention_secs: args.cdc_retention_secs,
         objects: args.objects,
+        no_cdc: args.no_cdc,
         ..Default::default()
     };
     let schema = sfsim::schema::Schema::with_object_files(&config.objects).map_err(UsageError)?;
@@ -81,6 +86,9 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         .find(|(o, _)| schema.object(o).is_none())
     {
         return Err(UsageError(format!("--dataset: unknown object '{}'", object.0)).into());
+    }
+    if let Some(object) = config.no_cdc.iter().find(|o| schema.object(o).is_none()) {
+        return Err(UsageError(format!("--no-cdc: unknown object '{object}'")).into());
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

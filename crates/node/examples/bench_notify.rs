@@ -191,7 +191,7 @@ async fn main() {
         calls as f64 / changes as f64
     );
     let s = engine.status().await;
-    let n = mapping(&s, "Account").notify;
+    let n = &mapping(&s, "Account").notify;
     println!(
         "notify: events {} polls_triggered {} gaps {}",
         n.events, n.polls_triggered, n.gaps

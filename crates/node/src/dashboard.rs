@@ -127,6 +127,7 @@ pub fn render(doc: &StatusDoc, t: &TelemetrySnapshot, now: DateTime<Utc>) -> Str
     connections(&mut p, doc, t);
     drift(&mut p, doc, t, now);
     mappings(&mut p, doc);
+    notify(&mut p, doc);
     workers(&mut p, doc);
     p.push_str("</body></html>");
     p
@@ -236,6 +237,43 @@ fn mappings(p: &mut String, doc: &StatusDoc) {
     p.push_str("</table>");
 }
 
+/// Accelerated polling, for the mappings that asked for it (`sf_notify_enabled`).
+fn notify(p: &mut String, doc: &StatusDoc) {
+    let asked: Vec<_> = doc
+        .mappings
+        .iter()
+        .filter(|m| m.notify.enabled || m.notify.unavailable.is_some() || m.notify.events > 0)
+        .collect();
+    if asked.is_empty() {
+        return;
+    }
+    p.push_str(
+        "<h2>Accelerated polling</h2><table id=\"notify\"><tr><th class=\"l\">connection</th>\
+         <th class=\"l\">object</th><th>change events</th><th>reads triggered</th>\
+         <th>gaps and overflows</th><th>latency p50</th><th>latency p95</th>\
+         <th class=\"l\">events</th></tr>",
+    );
+    let ms = |v: Option<u64>| v.map_or("-".to_owned(), |v| format!("{v} ms"));
+    for m in asked {
+        let n = &m.notify;
+        let _ = write!(
+            p,
+            "<tr class=\"notify\" data-connection=\"{c}\" data-object=\"{o}\"><td class=\"l\">{c}</td>\
+             <td class=\"l\">{o}</td><td class=\"events\">{}</td><td>{}</td><td>{}</td>\
+             <td class=\"p50\">{}</td><td class=\"p95\">{}</td><td class=\"l reason\">{}</td></tr>",
+            n.events,
+            n.polls_triggered,
+            n.gaps,
+            ms(n.latency_p50_ms),
+            ms(n.latency_p95_ms),
+            html(n.unavailable.as_deref().unwrap_or("subscribed")),
+            c = html(&m.connection),
+            o = html(&m.object),
+        );
+    }
+    p.push_str("</table>");
+}
+
 fn workers(p: &mut String, doc: &StatusDoc) {
     p.push_str(
         "<h2>Workers</h2><table id=\"workers\"><tr><th class=\"l\">worker</th><th>mappings</th>\
@@ -265,7 +303,7 @@ pub fn html(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::metrics::ApiUsage;
-    use crate::status::{PrimaryDoc, SecondaryDoc, WorkerDoc, WritesDoc};
+    use crate::status::{NotifyDoc, PrimaryDoc, SecondaryDoc, WorkerDoc, WritesDoc};
 
     fn mapping(object: &str, state: &str, drift: i64) -> MappingDoc {
         MappingDoc {
@@ -381,6 +419,41 @@ mod tests {
             !page.contains("src=") && !page.contains("href="),
             "no external assets"
         );
+    }
+
+    #[test]
+    fn accelerated_polling_shows_latency_and_why_events_are_missing() {
+        let mut on = mapping("Account", "DATA_SYNCED", 0);
+        on.notify = NotifyDoc {
+            enabled: true,
+            events: 240,
+            polls_triggered: 31,
+            gaps: 2,
+            latency_p50_ms: Some(180),
+            latency_p95_ms: Some(920),
+            unavailable: None,
+        };
+        let mut missing = mapping("Lead", "DATA_SYNCED", 0);
+        missing.notify.unavailable = Some("no change events for Lead".into());
+        let off = mapping("Contact", "DATA_SYNCED", 0);
+        let doc = StatusDoc {
+            workers: vec![],
+            mappings: vec![on, missing, off],
+        };
+        let page = render(&doc, &TelemetrySnapshot::default(), at(0));
+        assert!(page.contains("id=\"notify\""));
+        assert!(page.contains("<td class=\"events\">240</td>"));
+        assert!(page.contains("<td class=\"p50\">180 ms</td><td class=\"p95\">920 ms</td>"));
+        assert!(page.contains("no change events for Lead"));
+        assert!(
+            !page.contains("class=\"notify\" data-connection=\"acme\" data-object=\"Contact\""),
+            "a mapping without accelerated polling is not listed"
+        );
+        let quiet = StatusDoc {
+            workers: vec![],
+            mappings: vec![mapping("Contact", "DATA_SYNCED", 0)],
+        };
+        assert!(!render(&quiet, &TelemetrySnapshot::default(), at(0)).contains("id=\"notify\""));
     }
 
     #[test]

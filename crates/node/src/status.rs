@@ -106,6 +106,38 @@ pub struct NotifyCounters {
     pub overflows: i64,
     /// Subscription problems that leave the mapping to its interval polls (no topic, refused).
     pub unavailable: Option<String>,
+    /// Commit in Salesforce to commit in Postgres, of the records events made us fetch.
+    pub latency: RecentLatencies,
+}
+
+/// How many of the latest latencies the quantiles are taken over.
+const RECENT_LATENCIES: usize = 1024;
+
+/// The latest change-event latencies, in milliseconds: p50 and p95 of what is happening now,
+/// which a cumulative histogram blurs after a long run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecentLatencies {
+    samples: std::collections::VecDeque<u32>,
+}
+
+impl RecentLatencies {
+    pub fn push(&mut self, ms: u32) {
+        if self.samples.len() == RECENT_LATENCIES {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(ms);
+    }
+
+    /// Nearest-rank quantile (`q` in 0..=1); None before the first sample.
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        if self.samples.is_empty() {
+            return None;
+        }
+        let mut sorted: Vec<u32> = self.samples.iter().copied().collect();
+        sorted.sort_unstable();
+        let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+        Some(u64::from(sorted[rank - 1]))
+    }
 }
 
 /// EngineState by every actor of a process; cheap to clone.
@@ -233,13 +265,20 @@ pub struct MappingDoc {
     pub notify: NotifyDoc,
 }
 
-/// The `notify` block of a mapping's status (SPEC.md §6).
-#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+/// The `notify` block of a mapping's status (SPEC.md §6), with the latest latencies and why
+/// events are not coming, when they are not.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct NotifyDoc {
     pub enabled: bool,
     pub events: i64,
     pub polls_triggered: i64,
     pub gaps: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_p50_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_p95_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
 }
 
 /// Trigger-log entries of one mapping's table: `pending` not yet accepted by Salesforce (NEW and
@@ -375,6 +414,9 @@ impl MappingStatus {
                 events: self.notify.events,
                 polls_triggered: self.notify.polls_triggered,
                 gaps: self.notify.gaps + self.notify.overflows,
+                latency_p50_ms: self.notify.latency.quantile(0.5),
+                latency_p95_ms: self.notify.latency.quantile(0.95),
+                unavailable: self.notify.unavailable.clone(),
             },
             formula_refreshed: c.formula_refreshed,
             formula_notes: self.formula_notes.clone(),

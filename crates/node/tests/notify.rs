@@ -262,3 +262,80 @@ async fn a_restart_resumes_the_stream_from_the_stored_replay_id() {
     engine.stop().await;
     sim.stop().await;
 }
+
+#[actix_rt::test]
+async fn an_object_without_change_events_says_so_and_keeps_polling() {
+    let db = TestDb::create().await;
+    let sim = SimThread::start(sfsim::SimConfig {
+        dataset: vec![("Account".into(), ACCOUNTS), ("Lead".into(), 20)],
+        no_cdc: vec!["Lead".into()],
+        ..sim_config()
+    })
+    .await;
+    let mappings = r#"{"mappings":[
+ {"object_name":"Account","config":{"access":"read_only","sf_polling_seconds":600,"sf_notify_enabled":true,
+  "fields":{"Id":{},"Name":{},"SystemModstamp":{},"IsDeleted":{}},
+  "indexes":{"Id":{"unique":true},"SystemModstamp":{"unique":false}}}},
+ {"object_name":"Lead","config":{"access":"read_only","sf_polling_seconds":2,"sf_notify_enabled":true,
+  "fields":{"Id":{},"LastName":{},"SystemModstamp":{},"IsDeleted":{}},
+  "indexes":{"Id":{"unique":true},"SystemModstamp":{"unique":false}}}}],"version":1}"#;
+    let config = builder(&sim).write(&db, &sim.info, mappings);
+    let pg = db.client().await;
+    let engine = start_synced(&config, &pg).await;
+    wait_until(
+        "Lead reported without change events",
+        Duration::from_secs(30),
+        || async {
+            let s = engine.status().await;
+            mapping(&s, "Lead").notify.unavailable.is_some()
+        },
+    )
+    .await;
+    let s = engine.status().await;
+    let lead = mapping(&s, "Lead");
+    let why = lead.notify.unavailable.clone().unwrap();
+    assert!(why.contains("/data/LeadChangeEvent"), "{why}");
+    assert!(why.contains("polling"), "{why}");
+    assert!(!lead.notify.enabled);
+    let account = mapping(&s, "Account");
+    assert!(account.notify.enabled, "{:?}", account.notify);
+    assert_eq!(account.notify.unavailable, None);
+
+    // The Lead still arrives, by its 2 s interval poll; the Account by its event.
+    let org = &sim.org;
+    let l = org.schema.object_index("Lead").unwrap();
+    let last = org.schema.objects[l].field_index("LastName").unwrap();
+    let lead_id = org.read(|t| sfsim::store::record_id(t[l].iter().next().unwrap()).to_owned());
+    let mut txn = org.begin();
+    org.update(&mut txn, l, &lead_id, vec![(last, SfValue::text("Polled"))])
+        .unwrap();
+    org.commit(txn);
+    let renamed = rename_accounts(&sim, 2, "evented");
+    wait_until("the Lead by polling", Duration::from_secs(30), || async {
+        pg.query_opt(
+            "SELECT 1 FROM salesforce.lead WHERE sfid = $1 AND lastname = 'Polled'",
+            &[&lead_id],
+        )
+        .await
+        .unwrap()
+        .is_some()
+    })
+    .await;
+    wait_until("the Accounts by events", Duration::from_secs(30), || {
+        names_match(&pg, &renamed)
+    })
+    .await;
+    wait_until("latency measured", Duration::from_secs(10), || async {
+        let s = engine.status().await;
+        mapping(&s, "Account").notify.latency_p50_ms.is_some()
+    })
+    .await;
+    let s = engine.status().await;
+    let n = &mapping(&s, "Account").notify;
+    assert!(n.latency_p95_ms >= n.latency_p50_ms, "{n:?}");
+    assert_eq!(mapping(&s, "Lead").notify.events, 0);
+    // A stream that never names the Lead does not clear what status says about it.
+    assert!(mapping(&s, "Lead").notify.unavailable.is_some());
+    engine.stop().await;
+    sim.stop().await;
+}

@@ -33,6 +33,9 @@ pub struct SimConfig {
     pub pubsub_keepalive: std::time::Duration,
     /// Describe JSON files whose objects are added to the org (`--objects`).
     pub objects: Vec<PathBuf>,
+    /// Objects without Change Data Capture (`--no-cdc`): no `/data/<Object>ChangeEvent` topic and
+    /// no events on `/data/ChangeEvents`.
+    pub no_cdc: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -54,6 +57,7 @@ impl Default for SimConfig {
             cdc_retention_secs: crate::cdc::DEFAULT_RETENTION_SECS,
             pubsub_keepalive: std::time::Duration::from_secs(60),
             objects: vec![],
+            no_cdc: vec![],
         }
     }
 }

@@ -109,6 +109,7 @@ pub async fn start(config: SimConfig) -> anyhow::Result<RunningSim> {
     spawn_formula_day_check(&org);
     let cdc = crate::cdc::ChangeLog::new(
         &org.schema,
+        &config.no_cdc,
         &org.admin_user_id,
         std::time::Duration::from_secs(config.cdc_retention_secs),
     );

@@ -1390,6 +1390,7 @@ async fn ambiguous_external_id_is_300() {
     };
     let cdc = sfsim::cdc::ChangeLog::new(
         &org.schema,
+        &[],
         &org.admin_user_id,
         std::time::Duration::from_secs(60),
     );

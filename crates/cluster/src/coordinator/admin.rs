@@ -60,11 +60,14 @@ fn wire_to_admin(s: &MappingStats, worker: Option<String>, state: &str) -> admin
             path: w.path.clone(),
         }),
         last_error: s.last_error.clone(),
-        notify: s.notify.map(|n| admin::NotifyCounters {
+        notify: s.notify.as_ref().map(|n| admin::NotifyCounters {
             enabled: n.enabled,
             events: n.events,
             polls_triggered: n.polls_triggered,
             gaps: n.gaps,
+            latency_p50_ms: n.latency_p50_ms,
+            latency_p95_ms: n.latency_p95_ms,
+            unavailable: n.unavailable.clone(),
         }),
         formula_refreshed: s.formula_refreshed,
         formula_notes: s.formula_notes.clone(),

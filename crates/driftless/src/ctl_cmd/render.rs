@@ -72,7 +72,18 @@ pub fn mapping_json(m: &admin::MappingStatus) -> Value {
     let p = primary(m);
     let s = secondary(m);
     let w = m.writes.clone().unwrap_or_default();
-    let n = m.notify.unwrap_or_default();
+    let n = m.notify.clone().unwrap_or_default();
+    let mut notify = json!({"enabled": n.enabled, "events": n.events,
+                            "polls_triggered": n.polls_triggered, "gaps": n.gaps});
+    if let Some(ms) = n.latency_p50_ms {
+        notify["latency_p50_ms"] = json!(ms);
+    }
+    if let Some(ms) = n.latency_p95_ms {
+        notify["latency_p95_ms"] = json!(ms);
+    }
+    if !n.unavailable.is_empty() {
+        notify["unavailable"] = json!(n.unavailable);
+    }
     json!({
         "connection": m.connection,
         "object": m.object,
@@ -91,8 +102,7 @@ pub fn mapping_json(m: &admin::MappingStatus) -> Value {
         "last_error": m.last_error,
         "writes": {"pending": w.pending, "sent": w.sent, "failed": w.failed, "merged": w.merged,
                    "mode": w.mode, "path": w.path},
-        "notify": {"enabled": n.enabled, "events": n.events, "polls_triggered": n.polls_triggered,
-                   "gaps": n.gaps},
+        "notify": notify,
         "formula_refreshed": m.formula_refreshed,
     })
 }
@@ -157,6 +167,15 @@ pub fn mappings_table(mappings: &[admin::MappingStatus]) -> String {
             "{}/{} {}: {why}\n",
             m.connection, m.object, m.state
         ));
+    }
+    // So does a mapping whose change events cannot come (it still polls on its interval).
+    for m in mappings {
+        if let Some(n) = m.notify.as_ref().filter(|n| !n.unavailable.is_empty()) {
+            out.push_str(&format!(
+                "{}/{} notify: {}\n",
+                m.connection, m.object, n.unavailable
+            ));
+        }
     }
     out
 }

@@ -9,8 +9,8 @@ use chrono::Utc;
 use driftless_core::config::ConnectionConfig;
 use driftless_core::ident::Ident;
 use salesforce::{
-    Backoff, Batch, ChangeType, Client, ErrorKind, PubSubConfig, ReplayFrom, Subscriber,
-    ALL_CHANGE_EVENTS,
+    change_event_topic, Backoff, Batch, ChangeType, Client, ErrorKind, PubSubConfig, ReplayFrom,
+    Subscriber, ALL_CHANGE_EVENTS,
 };
 
 use super::fetch::{fetch_and_merge, is_record_id};
@@ -46,6 +46,10 @@ pub(crate) struct Subscription {
     db: Addr<DbWriter>,
     targets: Targets,
     notify_objects: Vec<String>,
+    /// Objects whose change-event topic Salesforce says does not exist: they stay on their
+    /// interval polls, and status says why.
+    missing_topics: HashMap<String, String>,
+    topics_checked: bool,
     last_checkpoint: HashMap<String, Instant>,
 }
 
@@ -77,6 +81,8 @@ impl Subscription {
             db,
             targets,
             notify_objects,
+            missing_topics: HashMap::new(),
+            topics_checked: false,
             last_checkpoint: HashMap::new(),
         }
     }
@@ -99,6 +105,7 @@ impl Subscription {
                         ALL_CHANGE_EVENTS,
                         from,
                     );
+                    self.check_topics(&mut sub).await;
                     self.stream(&mut sub, &stop).await
                 }
                 Err(e) => Err(e),
@@ -129,6 +136,53 @@ impl Subscription {
             };
             if stop.sleep(delay).await {
                 return;
+            }
+        }
+    }
+
+    /// Asks for each notify object's own topic once: `/data/ChangeEvents` is silent about an
+    /// object without Change Data Capture, so without this its mapping would look subscribed
+    /// and simply never hear anything.
+    async fn check_topics(&mut self, sub: &mut Subscriber) {
+        if self.topics_checked {
+            return;
+        }
+        for object in self.notify_objects.clone() {
+            let topic = change_event_topic(&object);
+            match sub.topic_exists(&topic).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    let why = format!(
+                        "no change events for {object}: topic {topic} does not exist (Change Data Capture is not enabled for it); polling on the interval only"
+                    );
+                    tracing::warn!(connection = %self.connection, "{why}");
+                    self.missing_topics.insert(object.clone(), why);
+                }
+                Err(e) => {
+                    // Asked again at the next subscription; events still flow meanwhile.
+                    tracing::warn!(connection = %self.connection, object = %object, error = %e, "could not check the change-event topic");
+                    return;
+                }
+            }
+        }
+        self.topics_checked = true;
+        self.show_missing_topics();
+    }
+
+    /// Says again, for each object without a topic, why its events never come: its status row
+    /// may have been written afresh since (a poller starting after the initial load).
+    fn show_missing_topics(&self) {
+        for (object, why) in &self.missing_topics {
+            let Some(target) = self.targets.read().get(object).cloned() else {
+                continue;
+            };
+            let ctx = &target.ctx;
+            let shown = ctx
+                .registry
+                .get(&ctx.key.connection, &ctx.key.object)
+                .is_some_and(|s| s.notify.unavailable.as_deref() == Some(why.as_str()));
+            if !shown {
+                self.mark_one_unavailable(object, why);
             }
         }
     }
@@ -169,6 +223,7 @@ impl Subscription {
                 }
             }
             self.clear_unavailable();
+            self.show_missing_topics();
             self.act_on(batch).await;
         }
     }
@@ -226,6 +281,7 @@ impl Subscription {
                 continue;
             };
             let mut triggered = 0;
+            let mut latencies: Vec<u32> = Vec::new();
             if w.window_poll {
                 let latest = w.commits.iter().max().copied().unwrap_or_else(Utc::now);
                 target.wake.request(latest);
@@ -244,8 +300,13 @@ impl Subscription {
                         let now = Utc::now();
                         let telemetry = ctx.registry.telemetry();
                         for c in &w.commits {
-                            let secs = (now - *c).num_milliseconds().max(0) as f64 / 1000.0;
-                            telemetry.observe_notify_latency(&ctx.key.connection, object, secs);
+                            let ms = (now - *c).num_milliseconds().max(0);
+                            telemetry.observe_notify_latency(
+                                &ctx.key.connection,
+                                object,
+                                ms as f64 / 1000.0,
+                            );
+                            latencies.push(u32::try_from(ms).unwrap_or(u32::MAX));
                         }
                     }
                     Err(e) => {
@@ -269,6 +330,9 @@ impl Subscription {
                     s.notify.gaps += w.gaps;
                     s.notify.overflows += w.overflows;
                     s.notify.polls_triggered += triggered;
+                    for ms in latencies {
+                        s.notify.latency.push(ms);
+                    }
                     s.counters.api_calls += api_calls;
                 });
         }
@@ -315,20 +379,31 @@ impl Subscription {
 
     fn mark_unavailable(&self, why: &str) {
         tracing::warn!(connection = %self.connection, "{why}");
-        for target in self.targets.read().values() {
-            let ctx = &target.ctx;
-            ctx.registry
-                .update(&ctx.key.connection, &ctx.key.object, |s| {
-                    s.notify.enabled = false;
-                    s.notify.unavailable = Some(why.to_owned());
-                    s.last_error = Some(why.to_owned());
-                    s.last_error_at = Some(Utc::now());
-                });
+        let objects: Vec<String> = self.targets.read().keys().cloned().collect();
+        for object in objects {
+            self.mark_one_unavailable(&object, why);
         }
     }
 
+    fn mark_one_unavailable(&self, object: &str, why: &str) {
+        let Some(target) = self.targets.read().get(object).cloned() else {
+            return;
+        };
+        let ctx = &target.ctx;
+        ctx.registry
+            .update(&ctx.key.connection, &ctx.key.object, |s| {
+                s.notify.enabled = false;
+                s.notify.unavailable = Some(why.to_owned());
+                s.last_error = Some(why.to_owned());
+                s.last_error_at = Some(Utc::now());
+            });
+    }
+
     fn clear_unavailable(&self) {
-        for target in self.targets.read().values() {
+        for (object, target) in self.targets.read().iter() {
+            if self.missing_topics.contains_key(object) {
+                continue;
+            }
             let ctx = &target.ctx;
             let Some(status) = ctx.registry.get(&ctx.key.connection, &ctx.key.object) else {
                 continue;

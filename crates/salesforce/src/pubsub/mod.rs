@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use driftless_pubsub_proto::pub_sub_client::PubSubClient;
-use driftless_pubsub_proto::{FetchRequest, FetchResponse, ReplayPreset, SchemaRequest};
+use driftless_pubsub_proto::{
+    FetchRequest, FetchResponse, ReplayPreset, SchemaRequest, TopicRequest,
+};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
@@ -305,6 +307,33 @@ impl Subscriber {
             responses,
             pending: n,
         })
+    }
+
+    /// Whether `topic` exists for this org (GetTopic): `Ok(false)` when Salesforce answers
+    /// NOT_FOUND, as it does for an object without Change Data Capture.
+    pub async fn topic_exists(&mut self, topic: &str) -> Result<bool> {
+        for attempt in 0..2 {
+            let request = self
+                .request(TopicRequest {
+                    topic_name: topic.to_owned(),
+                })
+                .await?;
+            match self.grpc().await?.get_topic(request).await {
+                Ok(_) => return Ok(true),
+                Err(status) => {
+                    let e = from_status(&status);
+                    match e.kind() {
+                        ErrorKind::NotFound => return Ok(false),
+                        ErrorKind::InvalidSession if attempt == 0 => self.renew().await?,
+                        _ => return Err(e),
+                    }
+                }
+            }
+        }
+        Err(Error::new(
+            ErrorKind::InvalidSession,
+            "pub/sub refused a freshly renewed session",
+        ))
     }
 
     async fn schema(&mut self, schema_id: &str) -> Result<Arc<apache_avro::Schema>> {

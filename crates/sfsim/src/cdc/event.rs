@@ -74,7 +74,7 @@ impl DraftEvent {
 /// identically (same object, change type and body) share one event.
 pub fn draft_events(schemas: &EventSchemas, changes: &[CommittedChange]) -> Vec<DraftEvent> {
     let mut events: Vec<DraftEvent> = Vec::new();
-    for change in changes {
+    for change in changes.iter().filter(|c| schemas.supported(c.object)) {
         let schema = &schemas.by_object[change.object];
         let id = crate::store::record_id(&change.after).to_string();
         let draft = draft_one(schema, change, id);

@@ -101,9 +101,14 @@ pub struct ChangeLog {
 }
 
 impl ChangeLog {
-    pub fn new(schema: &Schema, commit_user: &str, retention: Duration) -> Arc<ChangeLog> {
+    pub fn new(
+        schema: &Schema,
+        no_cdc: &[String],
+        commit_user: &str,
+        retention: Duration,
+    ) -> Arc<ChangeLog> {
         Arc::new(ChangeLog {
-            schemas: EventSchemas::new(schema),
+            schemas: EventSchemas::new(schema, no_cdc),
             retention,
             retained: RwLock::new(Retained::default()),
             faults: Mutex::new(CdcFaults::default()),
@@ -271,7 +276,7 @@ impl CommitObserver for ChangeLog {
     fn committed(&self, _schema: &Schema, _txn: &Txn, changes: Vec<CommittedChange>) {
         let faults = *self.faults.lock();
         let drafts = if faults.overflow_above > 0 && changes.len() as u64 > faults.overflow_above {
-            overflow_events(&changes)
+            overflow_events(&self.schemas, &changes)
         } else {
             let mut rng = rand::thread_rng();
             draft_events(&self.schemas, &changes)
@@ -295,9 +300,9 @@ impl CommitObserver for ChangeLog {
 }
 
 /// One `GAP_OVERFLOW` event per entity the transaction touched, without ids or data.
-fn overflow_events(changes: &[CommittedChange]) -> Vec<DraftEvent> {
+fn overflow_events(schemas: &EventSchemas, changes: &[CommittedChange]) -> Vec<DraftEvent> {
     let mut objects: Vec<usize> = Vec::new();
-    for c in changes {
+    for c in changes.iter().filter(|c| schemas.supported(c.object)) {
         if !objects.contains(&c.object) {
             objects.push(c.object);
         }

@@ -58,6 +58,9 @@ pub struct EventField {
 /// The change-event schema of one object.
 pub struct EventSchema {
     pub object: usize,
+    /// False for an object started with `--no-cdc`: it has no topic and publishes nothing, as a
+    /// Salesforce object outside Change Data Capture.
+    pub supported: bool,
     pub entity: String,
     pub topic: String,
     pub schema_id: String,
@@ -72,15 +75,24 @@ pub struct EventSchemas {
 }
 
 impl EventSchemas {
-    pub fn new(schema: &Schema) -> EventSchemas {
+    /// `no_cdc`: objects without change events (names as the schema spells them).
+    pub fn new(schema: &Schema, no_cdc: &[String]) -> EventSchemas {
         EventSchemas {
             by_object: schema
                 .objects
                 .iter()
                 .enumerate()
-                .map(|(i, def)| EventSchema::new(i, def))
+                .map(|(i, def)| {
+                    let mut s = EventSchema::new(i, def);
+                    s.supported = !no_cdc.iter().any(|n| n.eq_ignore_ascii_case(&def.name));
+                    s
+                })
                 .collect(),
         }
+    }
+
+    pub fn supported(&self, object: usize) -> bool {
+        self.by_object[object].supported
     }
 
     /// The object a `/data/<Object>ChangeEvent` topic names; `Some(None)` for `/data/ChangeEvents`.
@@ -90,7 +102,7 @@ impl EventSchemas {
         }
         self.by_object
             .iter()
-            .find(|s| s.topic == topic)
+            .find(|s| s.supported && s.topic == topic)
             .map(|s| Some(s.object))
     }
 
@@ -157,6 +169,7 @@ impl EventSchema {
         let avro = apache_avro::Schema::parse_str(&json).expect("generated change-event schema");
         EventSchema {
             object,
+            supported: true,
             entity: def.name.clone(),
             topic: topic_name(&def.name),
             schema_id: schema_id(&json),
